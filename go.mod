@@ -1,0 +1,3 @@
+module github.com/evbench/evbench
+
+go 1.26.0

@@ -1,0 +1,171 @@
+// Package transports holds evbench's event protocol, written once: the event
+// model and its versioned binary codec (frame.go), the Hub that routes events
+// through namespaces and rooms (hub.go), the Client (client.go), and the
+// Transport interface behind which each way of moving frames (TCP, UDP,
+// WebSocket, QUIC) lives in a package of its own.
+//
+// A Transport moves opaque frames between one client and the server; it knows
+// nothing about rooms or events. Implementations register themselves by name
+// with Register; the package transports/all imports every one of them.
+package transports
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"sync"
+)
+
+// Caps states what a Transport promises. The conformance suite in
+// transports/transporttest checks each promise.
+type Caps struct {
+	// Reliable is true when every frame written is delivered unless the
+	// connection fails (TCP, TLS, WebSocket, QUIC streams).
+	Reliable bool
+	// Ordered is true when frames arrive in the order they were written.
+	Ordered bool
+	// Encrypted is true when frames travel under TLS 1.3 (tcp+tls, wss, QUIC).
+	Encrypted bool
+	// Datagram is true when frames (or event frames) travel as datagrams that
+	// the network may drop, duplicate or reorder (udp, quic-dgram).
+	Datagram bool
+	// MaxFrame is the largest frame, in bytes, that WriteFrame accepts; a
+	// larger frame is an error wrapping ErrFrameTooLarge, never a truncation.
+	MaxFrame int
+}
+
+// Transport is one way of moving frames. Implementations are safe for
+// concurrent use.
+type Transport interface {
+	// Name is the registry name: "tcp", "tcp+tls", "udp", "ws", "wss",
+	// "quic" or "quic-dgram".
+	Name() string
+	// Caps states the transport's promises and limits.
+	Caps() Caps
+	// Listen starts a server on addr ("127.0.0.1:0" picks a free port).
+	Listen(ctx context.Context, addr string) (Listener, error)
+	// Dial connects to a Listener's address. ctx bounds the connection
+	// set-up only (including any TLS handshake), not the Conn's lifetime.
+	Dial(ctx context.Context, addr string) (Conn, error)
+}
+
+// Listener accepts Conns. A datagram Listener demultiplexes one socket into
+// one Conn per peer.
+type Listener interface {
+	// Accept waits for the next Conn. It returns an error wrapping
+	// net.ErrClosed after Close, and ctx.Err() when ctx is done.
+	Accept(ctx context.Context) (Conn, error)
+	// Addr is the address clients Dial.
+	Addr() net.Addr
+	// Close stops accepting and unblocks Accept. Conns already accepted stay
+	// open for datagram transports until they are closed themselves.
+	Close() error
+}
+
+// Conn carries frames between one client and the server. It follows the
+// net.Conn contract where it can:
+//
+//   - WriteFrame may be called by one goroutine at a time (one writer per
+//     connection) and ReadFrame by one goroutine at a time; a reader and a
+//     writer may run concurrently. The Hub and the Client keep this
+//     discipline; transporttest.CheckSingleWriter detects a breach.
+//   - Close may be called at any time, more than once, from any goroutine;
+//     it unblocks a pending ReadFrame and WriteFrame, which then return an
+//     error for which errors.Is(err, net.ErrClosed) holds.
+//   - Frames are opaque bytes; a frame larger than Caps().MaxFrame is
+//     rejected with an error wrapping ErrFrameTooLarge and the connection
+//     stays usable.
+type Conn interface {
+	// WriteFrame sends one frame. A datagram transport may lose it. The
+	// caller may reuse p once WriteFrame returns.
+	WriteFrame(p []byte) error
+	// ReadFrame returns the next frame; the slice is valid until the next
+	// ReadFrame call.
+	ReadFrame() ([]byte, error)
+	// Close releases the connection and unblocks readers and writers.
+	Close() error
+	// RemoteAddr is the peer's address.
+	RemoteAddr() net.Addr
+}
+
+// Flusher is implemented by Conns that buffer writes (tcp, tcp+tls). A
+// writer that knows its queue is empty calls Flush; a Conn without Flusher
+// sends each frame as it is written.
+type Flusher interface {
+	Flush() error
+}
+
+// ErrFrameTooLarge is wrapped by errors for frames over a transport's or the
+// codec's size limit.
+var ErrFrameTooLarge = errors.New("frame too large")
+
+// Flush flushes c if it buffers writes, and does nothing otherwise.
+func Flush(c Conn) error {
+	if f, ok := c.(Flusher); ok {
+		return f.Flush()
+	}
+	return nil
+}
+
+var registry = struct {
+	sync.RWMutex
+	m map[string]Transport
+}{m: map[string]Transport{}}
+
+// Register makes t available under t.Name(). It panics on a duplicate name,
+// which is a programming error in the list of transports.
+func Register(t Transport) {
+	registry.Lock()
+	defer registry.Unlock()
+	if _, dup := registry.m[t.Name()]; dup {
+		panic("transports: Register called twice for " + t.Name())
+	}
+	registry.m[t.Name()] = t
+}
+
+// Lookup returns the transport registered under name, or an error naming the
+// registered ones.
+func Lookup(name string) (Transport, error) {
+	registry.RLock()
+	defer registry.RUnlock()
+	if t, ok := registry.m[name]; ok {
+		return t, nil
+	}
+	return nil, fmt.Errorf("unknown transport %q (known: %v)", name, namesLocked())
+}
+
+// Names lists the registered transports in the canonical order tcp, tcp+tls,
+// udp, ws, wss, quic, quic-dgram, then any others alphabetically.
+func Names() []string {
+	registry.RLock()
+	defer registry.RUnlock()
+	return namesLocked()
+}
+
+// canonical is the order in which reports list the built-in transports.
+var canonical = []string{"tcp", "tcp+tls", "udp", "ws", "wss", "quic", "quic-dgram"}
+
+func namesLocked() []string {
+	rank := func(n string) int {
+		for i, c := range canonical {
+			if c == n {
+				return i
+			}
+		}
+		return len(canonical)
+	}
+	names := make([]string, 0, len(registry.m))
+	for n := range registry.m {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		ri, rj := rank(names[i]), rank(names[j])
+		if ri != rj {
+			return ri < rj
+		}
+		return names[i] < names[j]
+	})
+	return names
+}

@@ -1,0 +1,314 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/evbench/evbench/results"
+	"github.com/evbench/evbench/transports"
+)
+
+// ListenAddr is where the Runner's server listens: loopback only.
+const ListenAddr = "127.0.0.1:0"
+
+// Run measures sc over tr in this process: it starts a Hub on loopback,
+// connects sc.Clients clients (recording connect times), waits until every
+// join is acknowledged, runs the open-loop publishers through warm-up and the
+// measurement window, drains, and returns one results.Result (Repeat 0).
+//
+// When ctx is cancelled the publishers stop, the deliveries in flight are
+// drained (bounded by sc.Drain, not by ctx) and the partial row is returned
+// with Error "interrupted" and Duration cut to the part measured. An error
+// is returned, with the row's Error set too, when the run could not be set
+// up or measured at all.
+func Run(ctx context.Context, tr transports.Transport, sc Scenario) (results.Result, error) {
+	sc = sc.WithDefaults()
+	caps := tr.Caps()
+	res := results.Result{
+		Schema: results.SchemaVersion, StartedAt: time.Now().UTC(), Transport: tr.Name(),
+		Clients: sc.Clients, Rooms: sc.Rooms, Publishers: max(sc.Publishers, 0), RateEPS: sc.RateEPS,
+		PayloadBytes: sc.PayloadBytes, Duration: sc.Duration,
+	}
+	fail := func(err error) (results.Result, error) {
+		res.Error = err.Error()
+		return res, err
+	}
+	if err := sc.Validate(tr.Name(), &caps); err != nil {
+		return fail(err)
+	}
+	r := &run{sc: sc, tr: tr, clk: newRealClock(time.Now()), members: make([]atomic.Int64, sc.Rooms)}
+	r.roomIndex = make(map[string]uint32, sc.Rooms)
+	for i := range sc.Rooms {
+		r.roomIndex[roomName(i)] = uint32(i)
+	}
+	// The recorder exists before any client so that connect times land in it;
+	// its window is set once the fleet is ready.
+	r.rec = NewRecorder(0, 0, 0, 0)
+
+	ln, err := tr.Listen(ctx, ListenAddr)
+	if err != nil {
+		return fail(fmt.Errorf("listen: %w", err))
+	}
+	hub := transports.NewHub(transports.HubConfig{SendQueue: sc.SendQueue, SlowConsumer: sc.SlowConsumer})
+	serveDone := make(chan struct{})
+	go func() {
+		defer close(serveDone)
+		hub.Serve(context.Background(), ln)
+	}()
+	defer func() {
+		r.closeClients()
+		ln.Close()
+		<-serveDone
+		hub.Close()
+	}()
+
+	if err := r.connect(ctx, ln.Addr().String()); err != nil {
+		return fail(err)
+	}
+
+	// Timeline on the run clock: publishers start after a short lead, each
+	// at a random phase within its first interval so they do not fire in
+	// lockstep; the window follows the warm-up.
+	interval := time.Duration(float64(time.Second) / sc.RateEPS)
+	startNs := r.clk.Now() + int64(20*time.Millisecond)
+	windowStart := startNs + int64(sc.Warmup)
+	windowEnd := windowStart + int64(sc.Duration)
+	r.rec.SetWindow(windowStart, windowEnd)
+
+	runCtx, stopPublishers := context.WithCancel(ctx)
+	defer stopPublishers()
+	rng := rand.New(rand.NewPCG(uint64(sc.Seed), 0x65766265))
+	var wg sync.WaitGroup
+	for p := range max(sc.Publishers, 0) {
+		sched := Schedule{StartNs: startNs + rng.Int64N(int64(interval)), Interval: interval, EndNs: windowEnd, Grace: sc.MaxSchedLag}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.publish(runCtx, p, sched, rng.Uint64())
+		}()
+	}
+	wg.Wait()
+	stopNs := r.clk.Now()
+	interrupted := ctx.Err() != nil
+	r.drain()
+
+	for _, fc := range r.clients {
+		r.ackTimeouts += int64(fc.c.PendingAcks())
+	}
+	sn := r.rec.Snapshot()
+	measured := time.Duration(min(stopNs, windowEnd) - windowStart)
+	if interrupted {
+		res.Error = "interrupted"
+		res.Duration = max(measured, 0)
+	}
+	st := hub.Stats()
+	r.fill(&res, sn, st)
+	return res, nil
+}
+
+// run is the state of one Run.
+type run struct {
+	sc        Scenario
+	tr        transports.Transport
+	clk       *realClock
+	rec       *Recorder
+	roomIndex map[string]uint32
+	members   []atomic.Int64 // per room: clients whose join is acknowledged and who have not left
+
+	clients     []*fleetClient
+	ackTimeouts int64
+}
+
+// fleetClient is one simulated client and the rooms it joined.
+type fleetClient struct {
+	idx   int
+	c     *transports.Client
+	rooms []int
+}
+
+// connect dials every client, at most 64 at a time, and joins its rooms.
+func (r *run) connect(ctx context.Context, addr string) error {
+	sc := r.sc
+	r.clients = make([]*fleetClient, sc.Clients)
+	ctx, cancel := context.WithTimeout(ctx, sc.ConnectTimeout)
+	defer cancel()
+	sem := make(chan struct{}, 64)
+	errs := make([]error, sc.Clients)
+	var wg sync.WaitGroup
+	for i := range sc.Clients {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = r.connectOne(ctx, addr, i)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		n := 0
+		for _, e := range errs {
+			if e != nil {
+				n++
+			}
+		}
+		return fmt.Errorf("%d of %d clients failed to connect or join; first: %w", n, sc.Clients, firstErr(errs))
+	}
+	return nil
+}
+
+func firstErr(errs []error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func (r *run) connectOne(ctx context.Context, addr string, i int) error {
+	fc := &fleetClient{idx: i}
+	for j := range r.sc.RoomsPerClient {
+		fc.rooms = append(fc.rooms, (i+j)%r.sc.Rooms)
+	}
+	ns := []byte(Namespace)
+	t0 := time.Now()
+	c, err := transports.Dial(ctx, r.tr, addr, transports.ClientConfig{
+		ID:    uint64(i) + 1,
+		Clock: r.clk.Now,
+		OnEvent: func(f *transports.Frame, recvNs int64) {
+			room, ok := r.roomIndex[string(f.Room)]
+			if !ok || !bytes.Equal(f.Namespace, ns) {
+				return
+			}
+			r.rec.RecordDelivery(&Delivery{
+				Receiver: uint32(i), Room: room, Sender: f.Sender, Seq: f.Seq,
+				IntendedNs: f.IntendedNs, SentNs: f.SentNs, RecvNs: recvNs, PayloadBytes: len(f.Payload),
+			})
+		},
+		OnAck: func(rtt time.Duration) { r.rec.RecordAck(i, rtt) },
+	})
+	if err != nil {
+		return fmt.Errorf("client %d: %w", i, err)
+	}
+	r.rec.RecordConnect(time.Since(t0))
+	fc.c = c
+	r.clients[i] = fc
+	var joined []int
+	for _, room := range fc.rooms {
+		if err := c.Join(ctx, Namespace, roomName(room)); err != nil {
+			return fmt.Errorf("client %d: join %s: %w", i, roomName(room), err)
+		}
+		r.members[room].Add(1)
+		joined = append(joined, room)
+	}
+	// A client whose connection ends leaves all its rooms (the Hub does the
+	// same); later events no longer count it as expected.
+	go func() {
+		<-c.Done()
+		for _, room := range joined {
+			r.members[room].Add(-1)
+		}
+	}()
+	return nil
+}
+
+// publish runs publisher p's schedule: event k goes to the publisher's
+// rooms in turn, with a per-(sender, room) sequence number.
+func (r *run) publish(ctx context.Context, p int, sched Schedule, payloadSeed uint64) {
+	fc := r.clients[p]
+	payload := make([]byte, r.sc.PayloadBytes)
+	prng := rand.New(rand.NewPCG(payloadSeed, uint64(p)))
+	for i := range payload {
+		payload[i] = byte(prng.Uint32())
+	}
+	seqs := make([]uint64, len(fc.rooms))
+	names := make([][]byte, len(fc.rooms))
+	for j, room := range fc.rooms {
+		names[j] = []byte(roomName(room))
+	}
+	ev := transports.Frame{Namespace: []byte(Namespace), Name: []byte(EventName), Payload: payload}
+	// Each publisher has its own clock (same origin): its timer is reused
+	// for every wait and shared with no one.
+	st := sched.Pace(ctx, newRealClock(r.clk.origin), func(k, due int64, lag time.Duration) error {
+		j := int(k % int64(len(fc.rooms)))
+		ev.Room, ev.Seq, ev.IntendedNs = names[j], seqs[j], due
+		seqs[j]++
+		measured := r.rec.Measured(due)
+		// Expected deliveries: the room's acknowledged members now, minus
+		// the sender (DESIGN.md).
+		expected := r.members[fc.rooms[j]].Load() - 1
+		wantAck := r.sc.AckEvery > 0 && k%int64(r.sc.AckEvery) == 0
+		err := fc.c.Emit(&ev, wantAck)
+		if measured {
+			if err != nil {
+				expected = 0 // nothing went out, nothing is owed
+			}
+			r.rec.RecordSend(p, lag, expected, err)
+		}
+		return err
+	})
+	// Count the measured slots that were never sent (CASES.md C1, C3).
+	stopNs := r.clk.Now()
+	for k := sched.Slots() - st.NotSent; k < sched.Slots(); k++ {
+		if due := sched.Due(k); r.rec.Measured(due) && due < stopNs {
+			r.rec.RecordNotSent(p, 1)
+		}
+	}
+}
+
+// drain waits until every expected delivery has arrived or sc.Drain has
+// passed since the window closed.
+func (r *run) drain() {
+	deadline := time.Now().Add(r.sc.Drain)
+	for time.Now().Before(deadline) {
+		if d, e := r.rec.Delivered(); d >= e {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// closeClients closes every client that connected.
+func (r *run) closeClients() {
+	for _, fc := range r.clients {
+		if fc != nil {
+			fc.c.Close()
+		}
+	}
+}
+
+// fill writes the measurements into res.
+func (r *run) fill(res *results.Result, sn Snapshot, st transports.HubStats) {
+	res.Sent, res.NotSent = sn.Sent, sn.NotSent
+	res.Expected, res.Delivered = sn.Expected, sn.Delivered
+	res.Missed = sn.Expected - sn.Delivered
+	res.Duplicates, res.Reordered = sn.Duplicates, sn.Reordered
+	if sn.Expected > 0 {
+		res.LossRatio = float64(res.Missed) / float64(sn.Expected)
+	}
+	if secs := res.Duration.Seconds(); secs > 0 {
+		res.ThroughputEPS = float64(sn.Delivered) / secs
+		res.GoodputBps = float64(sn.Bytes) / secs
+	}
+	q := func(h interface{ ValueAtQuantile(float64) int64 }, p float64) time.Duration {
+		return time.Duration(h.ValueAtQuantile(p))
+	}
+	res.LatP50, res.LatP90 = q(sn.Latency, 50), q(sn.Latency, 90)
+	res.LatP99, res.LatP999 = q(sn.Latency, 99), q(sn.Latency, 99.9)
+	res.LatMax = time.Duration(sn.MaxLatNs)
+	res.LatMean = time.Duration(sn.Latency.Mean())
+	res.LatRawP99 = q(sn.RawLatency, 99)
+	res.ConnectP50, res.ConnectP99 = q(sn.Connect, 50), q(sn.Connect, 99)
+	res.AckRTTP50, res.AckRTTP99 = q(sn.AckRTT, 50), q(sn.AckRTT, 99)
+	res.SchedLagP99 = q(sn.SchedLag, 99)
+	res.Saturated = sn.NotSent > 0 || res.SchedLagP99 > r.sc.MaxSchedLag
+	res.LatOverflow = sn.LatOverflow
+	res.QueueDrops = int64(st.QueueDrops)
+	res.AckTimeouts = r.ackTimeouts
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/evbench/evbench/bench"
+	"github.com/evbench/evbench/results"
+	"github.com/evbench/evbench/transports"
+)
+
+// runOptions are the flags of `evbench run`.
+type runOptions struct {
+	transports   []string
+	scenario     bench.Scenario
+	slowConsumer string
+	out          string
+	quiet        bool
+}
+
+func runFlags(o *runOptions) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("evbench run", pflag.ContinueOnError)
+	sc := &o.scenario
+	fs.StringSliceVar(&o.transports, "transports", []string{"tcp", "tcp+tls", "udp", "ws", "wss", "quic", "quic-dgram"},
+		"comma-separated transports to measure, one after another")
+	fs.IntVar(&sc.Clients, "clients", 50, "number of simulated clients")
+	fs.IntVar(&sc.Rooms, "rooms", 5, "number of rooms; clients are spread over them round-robin")
+	fs.IntVar(&sc.RoomsPerClient, "rooms-per-client", 1, "rooms each client joins, besides the room named by its own id")
+	fs.IntVar(&sc.Publishers, "publishers", 0, "number of clients that emit (0 means every client)")
+	fs.Float64Var(&sc.RateEPS, "rate", 10, "target emit rate of each publisher, in events/s (open loop)")
+	fs.IntVar(&sc.AckEvery, "ack-every", 10, "every Nth emit asks for an ack whose round trip is measured (0: never)")
+	fs.IntVar(&sc.PayloadBytes, "payload", 128, "payload size of each event, in bytes")
+	fs.DurationVar(&sc.Duration, "duration", 5*time.Second, "length of the measurement window")
+	fs.DurationVar(&sc.Warmup, "warmup", time.Second, "publishing time before the measurement window, not counted")
+	fs.DurationVar(&sc.Drain, "drain", 2*time.Second, "upper bound on the wait for deliveries in flight after the window")
+	fs.Int64Var(&sc.Seed, "seed", 1, "seed of the publishers' start phases and payload bytes")
+	fs.DurationVar(&sc.MaxSchedLag, "max-sched-lag", 10*time.Millisecond, "p99 publisher scheduling lag above which a row is marked saturated")
+	fs.IntVar(&sc.SendQueue, "send-queue", 4096, "server send queue per connection, in frames")
+	fs.StringVar(&o.slowConsumer, "slow-consumer", "drop-oldest", "what the server does when a send queue is full: drop-oldest or disconnect (drops are counted)")
+	fs.StringVarP(&o.out, "out", "o", "", "write the results as CSV (schema v1) to this file, atomically; empty: no file")
+	fs.BoolVarP(&o.quiet, "quiet", "q", false, "print no table and no progress")
+	fs.SortFlags = false
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: evbench run [flags]\n\n"+
+			"Runs a server and a fleet of clients in this process on loopback, one transport after another,\n"+
+			"and reports fan-out latency (receive time minus intended send time, so coordinated omission is\n"+
+			"corrected), throughput and missed events per transport.\n\nFlags:\n%s", fs.FlagUsages())
+	}
+	return fs
+}
+
+// validate turns the flags into a checked scenario and transport list.
+func (o *runOptions) validate() ([]transports.Transport, error) {
+	sc := &o.scenario
+	switch {
+	case sc.Publishers < 0:
+		return nil, fmt.Errorf("--publishers must be 0 (every client) or more, got %d", sc.Publishers)
+	case sc.AckEvery < 0:
+		return nil, fmt.Errorf("--ack-every must be 0 (never) or more, got %d", sc.AckEvery)
+	case sc.Seed == 0:
+		return nil, errors.New("--seed must not be 0")
+	case sc.Warmup == 0:
+		sc.Warmup = -1 // no warm-up; the library's zero means its default
+	}
+	if sc.AckEvery == 0 {
+		sc.AckEvery = -1
+	}
+	switch o.slowConsumer {
+	case "drop-oldest":
+		sc.SlowConsumer = transports.DropOldest
+	case "disconnect":
+		sc.SlowConsumer = transports.Disconnect
+	default:
+		return nil, fmt.Errorf("--slow-consumer must be drop-oldest or disconnect, got %q", o.slowConsumer)
+	}
+	if len(o.transports) == 0 {
+		return nil, errors.New("--transports names no transport")
+	}
+	var trs []transports.Transport
+	seen := map[string]bool{}
+	for _, name := range o.transports {
+		name = strings.TrimSpace(name)
+		tr, err := transports.Lookup(name)
+		if err != nil {
+			return nil, fmt.Errorf("--transports: %w", err)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("--transports names %q twice", name)
+		}
+		seen[name] = true
+		caps := tr.Caps()
+		if err := sc.WithDefaults().Validate(name, &caps); err != nil {
+			return nil, err
+		}
+		trs = append(trs, tr)
+	}
+	return trs, nil
+}
+
+func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var o runOptions
+	fs := runFlags(&o)
+	help, err := parseFlags(fs, args, stdout)
+	if help {
+		return exitOK
+	}
+	var trs []transports.Transport
+	if err == nil {
+		trs, err = o.validate()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "evbench run: %v\nRun 'evbench run --help' for usage.\n", err)
+		return exitUsage
+	}
+	if o.scenario.Warmup < 0 {
+		o.scenario.Warmup = 0
+	}
+
+	runID := newRunID()
+	var rows []results.Result
+	failed := false
+	for _, tr := range trs {
+		if ctx.Err() != nil {
+			break
+		}
+		if !o.quiet {
+			fmt.Fprintf(stderr, "evbench: %-10s %d clients, %d rooms, %v events/s per publisher, %v ...\n",
+				tr.Name(), o.scenario.Clients, o.scenario.Rooms, o.scenario.RateEPS, o.scenario.Duration)
+		}
+		row, err := bench.Run(ctx, tr, o.scenario)
+		row.RunID = runID
+		rows = append(rows, row)
+		if err != nil {
+			failed = true
+			fmt.Fprintf(stderr, "evbench: %s: %v\n", tr.Name(), err)
+		}
+		// Rewrite the file after every transport, so a run killed later
+		// still leaves the rows measured so far.
+		if o.out != "" {
+			if err := results.WriteCSVFile(o.out, rows); err != nil {
+				fmt.Fprintf(stderr, "evbench: writing %s: %v\n", o.out, err)
+				return exitFailed
+			}
+		}
+	}
+	if !o.quiet {
+		results.WriteTable(stdout, rows)
+		if o.out != "" {
+			fmt.Fprintf(stderr, "evbench: wrote %d rows to %s\n", len(rows), o.out)
+		}
+	}
+	switch {
+	case ctx.Err() != nil:
+		fmt.Fprintln(stderr, "evbench: interrupted; the rows measured so far were written")
+		return exitSignal
+	case failed:
+		return exitFailed
+	}
+	return exitOK
+}
+
+// newRunID is a sortable, unique id: UTC time plus 4 random bytes.
+func newRunID() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}

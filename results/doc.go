@@ -1,0 +1,106 @@
+// Package results holds evbench's result row and the formats it is saved and
+// shown in: one [Result] per (scenario, transport, repeat), a CSV encoding
+// ([CSVWriter], [ReadCSV], [WriteCSVFile]), atomic file replacement
+// ([WriteFileAtomic]) and a text table for terminals ([WriteTable]).
+//
+// The package imports nothing of evbench's own, so reports and comparisons
+// work on saved files without the code that produced them.
+//
+// # CSV format
+//
+// A results file is CSV as RFC 4180 describes it: comma-separated fields, a
+// field holding a comma, a double quote or a line break is enclosed in double
+// quotes with inner quotes doubled. The first record is the header; every
+// record has as many fields as the header. Lines end in LF; readers accept
+// CRLF too. Numbers are formatted by strconv, never by a locale: the decimal
+// separator is always '.', there is no digit grouping and no exponent. A
+// decimal column that holds no finite number reads NaN, +Inf or -Inf.
+//
+// Columns appear in the order listed below. Later schema versions only append
+// columns, and readers map columns by header name, so a reader tolerates
+// unknown extra columns and a file that lacks columns appended after v1 (they
+// read as zero). A column name ends in its unit: _us microseconds, _s seconds,
+// _eps events (or deliveries) per second, _Bps bytes per second, _bytes
+// bytes. Every _us value is a decimal with exactly three fraction digits, so
+// it carries nanosecond precision.
+//
+// # CSV columns
+//
+// Schema v1, in this order:
+//
+//   - schema (integer): the version of the column set the row was written
+//     with; 1 for the columns in this list.
+//   - run_id (text): identifies the run that produced the row; every row of
+//     one evbench invocation has the same run_id.
+//   - started_at (RFC 3339 timestamp, UTC, nanoseconds): when this row's
+//     measurement started, e.g. 2025-01-02T03:04:05.123456789Z (trailing
+//     zeros of the fraction are left out, as time.RFC3339Nano does).
+//   - transport (text): the transport's registry name: tcp, tcp+tls, udp, ws,
+//     wss, quic or quic-dgram.
+//   - clients (count): simulated clients in the scenario.
+//   - rooms (count): rooms the clients join, besides the room named by each
+//     client's own id.
+//   - publishers (count): clients that emit events.
+//   - rate_eps (events per second, decimal): target emit rate of each
+//     publisher.
+//   - payload_bytes (bytes): payload size of every event.
+//   - duration_s (seconds, decimal): length of the measurement window,
+//     excluding warm-up and drain.
+//   - repeat (integer, counting from 0): which repetition of this
+//     (scenario, transport) pair the row describes.
+//   - sent (events): events the publishers emitted in the measurement window.
+//   - expected (deliveries): for each sent event, the members of its room at
+//     send time (join acknowledged, not yet left) minus the sender, summed.
+//   - delivered (deliveries): expected deliveries that arrived by the end of
+//     the drain window, each counted once.
+//   - missed (deliveries): expected minus delivered.
+//   - duplicates (deliveries): deliveries that arrived again with a
+//     (sender, room) sequence number already received.
+//   - reordered (deliveries): deliveries that arrived after a later sequence
+//     number of the same (sender, room).
+//   - loss_ratio (ratio from 0 to 1, decimal): missed / expected.
+//   - throughput_eps (deliveries per second, decimal): deliveries received in
+//     the measurement window divided by its length.
+//   - goodput_Bps (bytes per second, decimal): payload bytes delivered per
+//     second in the measurement window.
+//   - lat_p50_us (microseconds): median fan-out latency, receive time minus
+//     intended send time (corrected for coordinated omission).
+//   - lat_p90_us (microseconds): 90th percentile of the fan-out latency.
+//   - lat_p99_us (microseconds): 99th percentile of the fan-out latency.
+//   - lat_p999_us (microseconds): 99.9th percentile of the fan-out latency.
+//   - lat_max_us (microseconds): largest fan-out latency recorded.
+//   - lat_mean_us (microseconds): mean fan-out latency.
+//   - lat_raw_p99_us (microseconds): 99th percentile of the raw latency,
+//     receive time minus actual send time (not corrected for coordinated
+//     omission).
+//   - connect_p50_us (microseconds): median time for a client to connect,
+//     from the start of the dial until the connection is usable.
+//   - connect_p99_us (microseconds): 99th percentile of the connect time.
+//   - ack_rtt_p50_us (microseconds): median time from an emit that asks for
+//     an acknowledgement until its ACK arrives.
+//   - ack_rtt_p99_us (microseconds): 99th percentile of the ack round trip.
+//   - sched_lag_p99_us (microseconds): 99th percentile of the publishers'
+//     scheduling lag, actual minus intended send time.
+//   - saturated (true or false): true when the load generator did not keep
+//     up (its scheduling lag exceeded the stated bound or slots went unsent);
+//     the row's latencies then describe the generator, not the transport.
+//
+// Appended after v1 (a reader treats them as 0 or empty when absent):
+//
+//   - not_sent (send slots): slots of the publishers' schedule in the
+//     measurement window that were never sent.
+//   - lat_overflow (samples): latency samples above the latency histogram's
+//     highest trackable value; they are counted here instead of being dropped
+//     silently. They are not in the percentiles, so when this is not 0 the
+//     upper percentiles are lower bounds.
+//   - queue_drops (deliveries): deliveries the server dropped under its
+//     slow-consumer policy (a subset of missed).
+//   - ack_timeouts (emits): emits that asked for an acknowledgement and got
+//     none within the ack timeout.
+//   - error (text): why the row's measurement failed; empty when it did not.
+//     May hold commas, quotes and line breaks, quoted as RFC 4180 says.
+package results
+
+// SchemaVersion is the version of the CSV column set this package writes.
+// Versions only append columns; see the package documentation.
+const SchemaVersion = 1

@@ -1,0 +1,96 @@
+package results
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// newFileMode is the permission of a file WriteFileAtomic creates where none
+// existed.
+const newFileMode fs.FileMode = 0o644
+
+// WriteFileAtomic replaces the file at path with what write writes, so that a
+// reader sees either the old file or the complete new one, never a part.
+//
+// write gets a buffered writer on a temporary file in path's directory. The
+// temporary file is flushed, synced to stable storage (fsync), closed and
+// then renamed over path; the directory is then synced as well, where the
+// operating system allows it. If write returns an error or panics, or any
+// step fails, the temporary file is removed and an existing file at path is
+// left untouched; the error is returned wrapped.
+//
+// The new file keeps the permission bits of the file it replaces, or gets
+// 0644 when path did not exist. A symbolic link at path is replaced by the
+// file, not followed.
+func WriteFileAtomic(path string, write func(io.Writer) error) error {
+	dir := filepath.Dir(path)
+	mode := newFileMode
+	if fi, statErr := os.Lstat(path); statErr == nil && fi.Mode().IsRegular() {
+		mode = fi.Mode().Perm()
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("results: write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	renamed := false
+	defer func() {
+		if !renamed {
+			f.Close() // may fail when already closed; the removal is what counts
+			os.Remove(tmp)
+		}
+	}()
+
+	bw := bufio.NewWriter(f)
+	if err := write(bw); err != nil {
+		return fmt.Errorf("results: write %s: %w", path, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("results: write %s: %w", path, err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		return fmt.Errorf("results: write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("results: sync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("results: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("results: replace %s: %w", path, err)
+	}
+	renamed = true
+	syncDir(dir)
+	return nil
+}
+
+// syncDir makes a rename in dir durable. Failure is ignored: the new file is
+// already complete and in place, and some systems (Windows, some network
+// file systems) cannot sync a directory at all.
+func syncDir(dir string) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	_ = d.Sync()
+	_ = d.Close()
+}
+
+// WriteCSVFile writes rows as a results CSV (see CSVWriter) to path with
+// WriteFileAtomic. With no rows the file holds just the header.
+func WriteCSVFile(path string, rows []Result) error {
+	return WriteFileAtomic(path, func(w io.Writer) error {
+		cw := NewCSVWriter(w)
+		for i := range rows {
+			if err := cw.Write(&rows[i]); err != nil {
+				return err
+			}
+		}
+		return cw.Flush()
+	})
+}

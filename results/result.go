@@ -1,0 +1,115 @@
+package results
+
+import (
+	"time"
+)
+
+// Result is one row of results: the measurement of one (scenario, transport,
+// repeat). Each field's comment names its CSV column; the package
+// documentation defines every column. Counters are 64-bit so long runs do not
+// wrap. Durations are time.Duration (nanoseconds); the CSV writes them in
+// microseconds.
+type Result struct {
+	// Schema is the schema version the row was read with (column schema).
+	// Writers always write SchemaVersion, because they write this package's
+	// columns.
+	Schema int
+	// RunID identifies the run; rows of one invocation share it (run_id).
+	RunID string
+	// StartedAt is when the row's measurement started (started_at, written in
+	// UTC as RFC 3339 with nanoseconds).
+	StartedAt time.Time
+	// Transport is the transport's registry name, e.g. "tcp+tls" (transport).
+	Transport string
+
+	// Clients is the number of simulated clients (clients).
+	Clients int
+	// Rooms is the number of rooms joined besides each client's own (rooms).
+	Rooms int
+	// Publishers is the number of clients that emit (publishers).
+	Publishers int
+	// RateEPS is the target emit rate of each publisher, in events per second
+	// (rate_eps).
+	RateEPS float64
+	// PayloadBytes is the payload size of every event, in bytes
+	// (payload_bytes).
+	PayloadBytes int
+	// Duration is the length of the measurement window (duration_s).
+	Duration time.Duration
+	// Repeat is the repetition of this (scenario, transport), counting from 0
+	// (repeat).
+	Repeat int
+
+	// Sent is the number of events emitted in the window (sent).
+	Sent int64
+	// Expected is the number of deliveries the sent events call for (expected).
+	Expected int64
+	// Delivered is the number of expected deliveries that arrived, each
+	// counted once (delivered).
+	Delivered int64
+	// Missed is Expected - Delivered (missed).
+	Missed int64
+	// Duplicates counts deliveries of a (sender, room) sequence number
+	// already received (duplicates).
+	Duplicates int64
+	// Reordered counts deliveries that arrived after a later sequence number
+	// of the same (sender, room) (reordered).
+	Reordered int64
+	// LossRatio is Missed / Expected, from 0 to 1 (loss_ratio).
+	LossRatio float64
+	// ThroughputEPS is deliveries per second in the window (throughput_eps).
+	ThroughputEPS float64
+	// GoodputBps is payload bytes delivered per second (goodput_Bps).
+	GoodputBps float64
+
+	// LatP50 is the median fan-out latency, receive time minus intended send
+	// time (lat_p50_us).
+	LatP50 time.Duration
+	// LatP90 is the 90th percentile fan-out latency (lat_p90_us).
+	LatP90 time.Duration
+	// LatP99 is the 99th percentile fan-out latency (lat_p99_us).
+	LatP99 time.Duration
+	// LatP999 is the 99.9th percentile fan-out latency (lat_p999_us).
+	LatP999 time.Duration
+	// LatMax is the largest fan-out latency recorded (lat_max_us).
+	LatMax time.Duration
+	// LatMean is the mean fan-out latency (lat_mean_us).
+	LatMean time.Duration
+	// LatRawP99 is the 99th percentile of receive time minus actual send time
+	// (lat_raw_p99_us).
+	LatRawP99 time.Duration
+	// ConnectP50 is the median connect time (connect_p50_us).
+	ConnectP50 time.Duration
+	// ConnectP99 is the 99th percentile connect time (connect_p99_us).
+	ConnectP99 time.Duration
+	// AckRTTP50 is the median emit-to-ACK round trip (ack_rtt_p50_us).
+	AckRTTP50 time.Duration
+	// AckRTTP99 is the 99th percentile emit-to-ACK round trip
+	// (ack_rtt_p99_us).
+	AckRTTP99 time.Duration
+	// SchedLagP99 is the 99th percentile of the publishers' scheduling lag,
+	// actual minus intended send time (sched_lag_p99_us).
+	SchedLagP99 time.Duration
+	// Saturated is true when the load generator did not keep up, so the
+	// latencies describe the generator rather than the transport (saturated).
+	Saturated bool
+
+	// Columns appended after schema v1.
+
+	// NotSent counts scheduled send slots in the window that the publishers
+	// never sent (not_sent).
+	NotSent int64
+	// LatOverflow counts latency samples above the histogram's highest
+	// trackable value, counted instead of dropped (lat_overflow).
+	LatOverflow int64
+	// QueueDrops counts deliveries dropped by the server's slow-consumer
+	// policy (queue_drops).
+	QueueDrops int64
+	// AckTimeouts counts acknowledged emits whose ACK did not arrive within
+	// the ack timeout (ack_timeouts).
+	AckTimeouts int64
+	// Error says why the row's measurement failed; empty when it did not
+	// (error). It may hold any text; the CSV quotes it. A CSV reader turns a
+	// CRLF inside it into LF.
+	Error string
+}

@@ -1,0 +1,300 @@
+package transports
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// ClientConfig configures a Client. The zero value works.
+type ClientConfig struct {
+	// ID is the client id sent in HELLO; 0 lets the server assign one.
+	ID uint64
+	// OnEvent is called for each EVENT, on the client's read goroutine, with
+	// the receive time in nanoseconds on Clock. f and its slices are valid
+	// only during the call. Nil discards events.
+	OnEvent func(f *Frame, recvNs int64)
+	// OnAck is called, on the read goroutine, when an emit's ACK arrives,
+	// with the emit's ack round-trip time (ACK received − EMIT written).
+	OnAck func(rtt time.Duration)
+	// Clock returns the current time in nanoseconds on a monotonic clock
+	// shared with whoever reads the latencies. Default: nanoseconds since
+	// the process started using package transports.
+	Clock func() int64
+	// RetryInterval is how often HELLO, JOIN and LEAVE are re-sent until
+	// acknowledged on a transport that is not Reliable; default 200ms.
+	RetryInterval time.Duration
+}
+
+var processStart = time.Now()
+
+func defaultClock() int64 { return int64(time.Since(processStart)) }
+
+// Client is one simulated socket.io-style client over a Transport. Emit,
+// Join and Leave are safe for concurrent use; writes are serialised by one
+// mutex, so the Conn has a single writer at any time.
+type Client struct {
+	cfg      ClientConfig
+	conn     Conn
+	reliable bool
+	id       uint64
+
+	wmu  sync.Mutex // the single-writer discipline: held for each encode+write+flush
+	wbuf []byte
+
+	amu     sync.Mutex // guards pending and nextAck
+	pending map[uint64]pendingAck
+	nextAck uint64
+
+	hello chan uint64
+	done  chan struct{}
+	err   error // why the read loop ended; read after done is closed
+	once  sync.Once
+}
+
+type pendingAck struct {
+	sentNs int64
+	done   chan uint8 // nil for emit acks; receives the ACK status for JOIN/LEAVE
+}
+
+// Dial connects to a Hub at addr over tr and completes the HELLO exchange.
+// ctx bounds the connection set-up.
+func Dial(ctx context.Context, tr Transport, addr string, cfg ClientConfig) (*Client, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = defaultClock
+	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = 200 * time.Millisecond
+	}
+	conn, err := tr.Dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		cfg: cfg, conn: conn, reliable: tr.Caps().Reliable,
+		wbuf: make([]byte, 0, 1024), pending: map[uint64]pendingAck{},
+		hello: make(chan uint64, 1), done: make(chan struct{}),
+	}
+	go c.readLoop()
+	id, err := request(ctx, c, &Frame{Type: FrameHello, Sender: cfg.ID}, c.hello)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("hello: %w", err)
+	}
+	c.id = id
+	return c, nil
+}
+
+// ID is the client's id, as confirmed by the server.
+func (c *Client) ID() uint64 { return c.id }
+
+// Done is closed when the connection has ended; Err then says why.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err is nil until Done is closed, then the error that ended the
+// connection (net.ErrClosed after Close).
+func (c *Client) Err() error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+// Join asks the server to put the client in room of namespace ns and waits
+// for the acknowledgement. It returns an error if the server rejects it, the
+// connection ends, or ctx is done.
+func (c *Client) Join(ctx context.Context, ns, room string) error {
+	return c.membership(ctx, FrameJoin, ns, room)
+}
+
+// Leave asks the server to take the client out of a room and waits for the
+// acknowledgement.
+func (c *Client) Leave(ctx context.Context, ns, room string) error {
+	return c.membership(ctx, FrameLeave, ns, room)
+}
+
+func (c *Client) membership(ctx context.Context, t FrameType, ns, room string) error {
+	ack := make(chan uint8, 1)
+	id := c.addPending(pendingAck{done: ack})
+	defer c.removePending(id)
+	f := Frame{Type: t, Namespace: []byte(ns), Room: []byte(room), AckID: id}
+	status, err := request(ctx, c, &f, ack)
+	if err == nil && status != AckOK {
+		err = fmt.Errorf("server rejected %v of room %q in namespace %q (status %d)", t, room, ns, status)
+	}
+	return err
+}
+
+// request writes f and waits for the read loop's answer on answer. Over a
+// transport that is not Reliable it re-sends f every RetryInterval; the
+// requests it is used for (HELLO, JOIN, LEAVE) are idempotent.
+func request[T any](ctx context.Context, c *Client, f *Frame, answer <-chan T) (T, error) {
+	var zero T
+	if err := c.write(f); err != nil {
+		return zero, err
+	}
+	var retry <-chan time.Time
+	if !c.reliable {
+		t := time.NewTicker(c.cfg.RetryInterval)
+		defer t.Stop()
+		retry = t.C
+	}
+	for {
+		select {
+		case v := <-answer:
+			return v, nil
+		case <-retry:
+			if err := c.write(f); err != nil {
+				return zero, err
+			}
+		case <-c.done:
+			return zero, fmt.Errorf("connection ended: %w", c.err)
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		}
+	}
+}
+
+// Emit sends an event. The caller fills Namespace, Room, Name, Seq,
+// IntendedNs and Payload of ev; Emit sets Type, Sender and SentNs (the time
+// the write starts, after waiting for the write lock) and, when wantAck is
+// true, a fresh AckID whose round trip is reported to OnAck. It blocks until
+// the frame is handed to the transport, and returns an error wrapping
+// ErrFrameTooLarge for an event over the transport's limit, or the
+// connection's error.
+func (c *Client) Emit(ev *Frame, wantAck bool) error {
+	ev.Type, ev.Sender, ev.AckID = FrameEmit, c.id, 0
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	ev.SentNs = c.cfg.Clock()
+	if wantAck {
+		ev.AckID = c.addPending(pendingAck{sentNs: ev.SentNs})
+	}
+	err := c.writeLocked(ev)
+	if err != nil && ev.AckID != 0 {
+		c.removePending(ev.AckID)
+	}
+	return err
+}
+
+// PendingAcks is the number of emits whose ACK has not arrived.
+func (c *Client) PendingAcks() int {
+	c.amu.Lock()
+	defer c.amu.Unlock()
+	n := 0
+	for _, p := range c.pending {
+		if p.done == nil {
+			n++
+		}
+	}
+	return n
+}
+
+func (c *Client) write(f *Frame) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.writeLocked(f)
+}
+
+func (c *Client) writeLocked(f *Frame) error {
+	b, err := AppendFrame(c.wbuf[:0], f)
+	if err != nil {
+		return err
+	}
+	c.wbuf = b
+	if err := c.conn.WriteFrame(b); err != nil {
+		return err
+	}
+	return Flush(c.conn)
+}
+
+func (c *Client) addPending(p pendingAck) uint64 {
+	c.amu.Lock()
+	defer c.amu.Unlock()
+	c.nextAck++
+	c.pending[c.nextAck] = p
+	return c.nextAck
+}
+
+func (c *Client) removePending(id uint64) {
+	c.amu.Lock()
+	delete(c.pending, id)
+	c.amu.Unlock()
+}
+
+func (c *Client) readLoop() {
+	var f Frame
+	var err error
+	for {
+		var p []byte
+		if p, err = c.conn.ReadFrame(); err != nil {
+			break
+		}
+		now := c.cfg.Clock()
+		if err = DecodeFrame(p, &f); err != nil {
+			break
+		}
+		switch f.Type {
+		case FrameEvent:
+			if c.cfg.OnEvent != nil {
+				c.cfg.OnEvent(&f, now)
+			}
+		case FrameAck:
+			c.amu.Lock()
+			pa, ok := c.pending[f.AckID]
+			if ok && pa.done == nil {
+				delete(c.pending, f.AckID) // JOIN/LEAVE entries are removed by their waiter
+			}
+			c.amu.Unlock()
+			switch {
+			case !ok: // a duplicate ACK of a retried request
+			case pa.done != nil:
+				select {
+				case pa.done <- f.Status:
+				default:
+				}
+			case c.cfg.OnAck != nil:
+				c.cfg.OnAck(time.Duration(now - pa.sentNs))
+			}
+		case FrameHello:
+			select {
+			case c.hello <- f.Sender:
+			default:
+			}
+		case FramePong:
+		case FrameBye:
+			err = fmt.Errorf("server said BYE (reason %d): %w", f.Status, net.ErrClosed)
+		default:
+			err = fmt.Errorf("%w: a server may not send %v", ErrMalformed, f.Type)
+		}
+		if err != nil {
+			break
+		}
+	}
+	c.err = err
+	c.conn.Close()
+	close(c.done)
+}
+
+// Close sends BYE when the connection is idle (without waiting for a blocked
+// writer), closes the connection and waits for the read loop to end. It is
+// safe to call more than once.
+func (c *Client) Close() error {
+	c.once.Do(func() {
+		if c.wmu.TryLock() {
+			c.writeLocked(&Frame{Type: FrameBye})
+			c.wmu.Unlock()
+		}
+		c.conn.Close()
+	})
+	<-c.done
+	if errors.Is(c.err, net.ErrClosed) || isEOF(c.err) {
+		return nil
+	}
+	return c.err
+}

@@ -1,0 +1,506 @@
+package transports
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+)
+
+// SlowConsumerPolicy says what the Hub does when a connection's send queue is
+// full because its client (or the network to it) cannot keep up.
+type SlowConsumerPolicy uint8
+
+const (
+	// DropOldest discards the oldest queued frame to make room for the new
+	// one and counts it in HubStats.QueueDrops. The client sees a gap, which
+	// the harness counts as missed.
+	DropOldest SlowConsumerPolicy = iota
+	// Disconnect closes the slow connection (socket.io's behaviour when a
+	// client's buffer overflows) and counts the frame in QueueDrops.
+	Disconnect
+)
+
+// String returns "drop-oldest" or "disconnect".
+func (p SlowConsumerPolicy) String() string {
+	if p == Disconnect {
+		return "disconnect"
+	}
+	return "drop-oldest"
+}
+
+// HubConfig configures a Hub. The zero value works.
+type HubConfig struct {
+	// SendQueue is how many frames each connection's send queue holds;
+	// default 4096.
+	SendQueue int
+	// SlowConsumer is the policy when a send queue is full; default DropOldest.
+	SlowConsumer SlowConsumerPolicy
+	// OnConnError, if set, is called once for each connection that ends with
+	// an error other than a clean close (a malformed frame, a write error),
+	// from that connection's goroutine.
+	OnConnError func(id uint64, err error)
+}
+
+// DefaultNamespace is the namespace every connection is in from its HELLO.
+const DefaultNamespace = "/"
+
+// ErrSlowConsumer is the error a connection is closed with under the
+// Disconnect policy.
+var ErrSlowConsumer = errors.New("slow consumer: send queue full")
+
+// HubStats is a snapshot of a Hub's state and counters.
+type HubStats struct {
+	Conns      int // open connections
+	Namespaces int // namespaces with at least one room
+	Rooms      int // rooms with at least one member, own-id rooms included
+	Members    int // room memberships, own-id rooms included
+	// QueueDrops counts frames discarded by the slow-consumer policy.
+	QueueDrops uint64
+	// ProtocolErrors counts connections closed because they sent a
+	// malformed or unexpected frame.
+	ProtocolErrors uint64
+}
+
+// Hub routes events between connections the way socket.io's server does:
+// namespaces are independent sets of rooms; every connection is in the room
+// named by its own id (decimal) in each namespace it uses; JOIN and LEAVE are
+// acknowledged; an EMIT to a room is delivered as an EVENT to every member
+// but the sender, stamped with the room's next offset; a connection that goes
+// away leaves all its rooms, and a room without members is removed.
+//
+// Each connection has one reader goroutine and one writer goroutine that
+// drains a bounded send queue (the single writer of that Conn). The
+// per-delivery path encodes each event once into a pooled, reference-counted
+// buffer shared by all recipients and does not allocate in steady state.
+type Hub struct {
+	cfg HubConfig
+
+	mu         sync.RWMutex // guards namespaces, room membership changes, sessions
+	namespaces map[string]*namespace
+	sessions   map[uint64]*session
+	closed     bool
+
+	nextID         atomic.Uint64
+	queueDrops     atomic.Uint64
+	protocolErrors atomic.Uint64
+	frames         sync.Pool // *outFrame
+	wg             sync.WaitGroup
+}
+
+type namespace struct {
+	rooms map[string]*room
+}
+
+type room struct {
+	offset  atomic.Uint64
+	members atomic.Pointer[[]*session] // copy-on-write; replaced under Hub.mu
+}
+
+type roomKey struct{ ns, room string }
+
+// NewHub returns a Hub configured by cfg.
+func NewHub(cfg HubConfig) *Hub {
+	if cfg.SendQueue <= 0 {
+		cfg.SendQueue = 4096
+	}
+	h := &Hub{cfg: cfg, namespaces: map[string]*namespace{}, sessions: map[uint64]*session{}}
+	h.frames.New = func() any { return &outFrame{b: make([]byte, 0, 512), hub: h} }
+	return h
+}
+
+// Serve accepts connections from ln until ln is closed or ctx is done, and
+// serves each in its own goroutines. It returns nil when ctx ended it or ln
+// was closed, and the Accept error otherwise. Serve does not close ln.
+func (h *Hub) Serve(ctx context.Context, ln Listener) error {
+	for {
+		c, err := ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("hub: accept: %w", err)
+		}
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			c.Close()
+			return nil
+		}
+		h.wg.Add(1)
+		h.mu.Unlock()
+		go func() {
+			defer h.wg.Done()
+			h.serveConn(c)
+		}()
+	}
+}
+
+// Close closes every connection and waits for their goroutines to end. The
+// Hub accepts no connection afterwards.
+func (h *Hub) Close() error {
+	h.mu.Lock()
+	h.closed = true
+	ss := make([]*session, 0, len(h.sessions))
+	for _, s := range h.sessions {
+		ss = append(ss, s)
+	}
+	h.mu.Unlock()
+	for _, s := range ss {
+		s.close(nil)
+	}
+	h.wg.Wait()
+	return nil
+}
+
+// Stats returns a snapshot of the Hub's state and counters.
+func (h *Hub) Stats() HubStats {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	st := HubStats{Conns: len(h.sessions), Namespaces: len(h.namespaces)}
+	for _, ns := range h.namespaces {
+		st.Rooms += len(ns.rooms)
+		for _, r := range ns.rooms {
+			st.Members += len(*r.members.Load())
+		}
+	}
+	st.QueueDrops = h.queueDrops.Load()
+	st.ProtocolErrors = h.protocolErrors.Load()
+	return st
+}
+
+// session is the server's side of one connection.
+type session struct {
+	hub   *Hub
+	conn  Conn
+	id    uint64
+	ownID string
+	q     chan *outFrame
+	done  chan struct{}
+
+	once   sync.Once
+	closed atomic.Bool
+	rooms  []roomKey // guarded by hub.mu
+}
+
+// outFrame is an encoded frame shared by every recipient's send queue; the
+// last writer to release it returns it to the pool.
+type outFrame struct {
+	b    []byte
+	refs atomic.Int32
+	hub  *Hub
+}
+
+func (o *outFrame) release() {
+	if o.refs.Add(-1) == 0 {
+		o.hub.frames.Put(o)
+	}
+}
+
+func (h *Hub) encode(f *Frame, refs int) (*outFrame, error) {
+	o := h.frames.Get().(*outFrame)
+	b, err := AppendFrame(o.b[:0], f)
+	if err != nil {
+		h.frames.Put(o)
+		return nil, err
+	}
+	o.b = b
+	o.refs.Store(int32(refs))
+	return o, nil
+}
+
+func (h *Hub) serveConn(c Conn) {
+	var f Frame
+	p, err := c.ReadFrame()
+	if err == nil {
+		err = DecodeFrame(p, &f)
+	}
+	if err == nil && f.Type != FrameHello {
+		err = fmt.Errorf("%w: first frame is %v, want HELLO", ErrMalformed, f.Type)
+	}
+	if err != nil {
+		c.Close()
+		h.connError(0, err)
+		return
+	}
+	s, err := h.register(c, f.Sender)
+	if err != nil {
+		c.Close()
+		h.connError(f.Sender, err)
+		return
+	}
+	h.wg.Add(1) // safe: serveConn itself is counted, so Close is still waiting
+	go func() {
+		defer h.wg.Done()
+		s.writeLoop()
+	}()
+	s.reply(&Frame{Type: FrameHello, Sender: s.id})
+	err = s.readLoop()
+	s.close(err)
+}
+
+func (h *Hub) connError(id uint64, err error) {
+	if errors.Is(err, ErrMalformed) || errors.Is(err, ErrFrameTooLarge) {
+		h.protocolErrors.Add(1)
+	}
+	if h.cfg.OnConnError != nil {
+		h.cfg.OnConnError(id, err)
+	}
+}
+
+// register creates the session for a HELLO. id 0 asks for a fresh id; a
+// nonzero id already connected is refused.
+func (h *Hub) register(c Conn, id uint64) (*session, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, net.ErrClosed
+	}
+	if id == 0 {
+		for id == 0 || h.sessions[id] != nil {
+			id = h.nextID.Add(1) | 1<<63 // server-assigned ids keep the top bit set
+		}
+	} else if h.sessions[id] != nil {
+		return nil, fmt.Errorf("hub: client id %d is already connected", id)
+	}
+	s := &session{
+		hub: h, conn: c, id: id, ownID: strconv.FormatUint(id, 10),
+		q: make(chan *outFrame, h.cfg.SendQueue), done: make(chan struct{}),
+	}
+	h.sessions[id] = s
+	h.joinLocked(s, DefaultNamespace, s.ownID)
+	return s, nil
+}
+
+func (s *session) readLoop() error {
+	h := s.hub
+	var f Frame
+	for {
+		p, err := s.conn.ReadFrame()
+		if err != nil {
+			return err
+		}
+		if err := DecodeFrame(p, &f); err != nil {
+			return err
+		}
+		switch f.Type {
+		case FrameHello: // a retried HELLO over a datagram transport
+			s.reply(&Frame{Type: FrameHello, Sender: s.id})
+		case FrameJoin, FrameLeave:
+			status := AckOK
+			if len(f.Room) == 0 || len(f.Namespace) == 0 {
+				status = AckRejected
+			} else if f.Type == FrameJoin {
+				h.join(s, string(f.Namespace), string(f.Room))
+			} else {
+				h.leave(s, string(f.Namespace), string(f.Room))
+			}
+			s.reply(&Frame{Type: FrameAck, AckID: f.AckID, Status: status})
+		case FrameEmit:
+			h.broadcast(s, &f)
+			if f.AckID != 0 {
+				s.reply(&Frame{Type: FrameAck, AckID: f.AckID})
+			}
+		case FramePing:
+			s.reply(&Frame{Type: FramePong, AckID: f.AckID, SentNs: f.SentNs})
+		case FrameBye:
+			return nil
+		default:
+			return fmt.Errorf("%w: a client may not send %v", ErrMalformed, f.Type)
+		}
+	}
+}
+
+// broadcast delivers an EMIT to every member of its room but the sender.
+func (h *Hub) broadcast(s *session, f *Frame) {
+	h.mu.RLock()
+	var r *room
+	if ns := h.namespaces[string(f.Namespace)]; ns != nil {
+		r = ns.rooms[string(f.Room)]
+	}
+	h.mu.RUnlock()
+	if r == nil {
+		return
+	}
+	members := *r.members.Load()
+	n := len(members)
+	for _, m := range members {
+		if m == s {
+			n--
+		}
+	}
+	if n == 0 {
+		return
+	}
+	ev := *f
+	ev.Type, ev.Sender, ev.AckID = FrameEvent, s.id, 0
+	ev.Offset = r.offset.Add(1)
+	o, err := h.encode(&ev, n)
+	if err != nil {
+		return // unreachable: a decoded frame re-encodes within the limits
+	}
+	for _, m := range members {
+		if m != s {
+			m.enqueue(o)
+		}
+	}
+}
+
+// reply queues a control frame for this connection.
+func (s *session) reply(f *Frame) {
+	if o, err := s.hub.encode(f, 1); err == nil {
+		s.enqueue(o)
+	}
+}
+
+// enqueue puts o on the send queue, applying the slow-consumer policy when
+// the queue is full. It never blocks: each pass either queues o or discards
+// one frame (counted in QueueDrops).
+func (s *session) enqueue(o *outFrame) {
+	for !s.closed.Load() {
+		select {
+		case s.q <- o:
+			return
+		default:
+		}
+		if s.hub.cfg.SlowConsumer == Disconnect {
+			s.hub.queueDrops.Add(1) // o itself
+			go s.close(ErrSlowConsumer)
+			break
+		}
+		select {
+		case old := <-s.q: // drop the oldest to make room
+			s.hub.queueDrops.Add(1)
+			old.release()
+		default:
+		}
+	}
+	o.release()
+}
+
+// writeLoop is the connection's single writer: it sends queued frames and
+// flushes buffered transports whenever the queue runs empty.
+func (s *session) writeLoop() {
+	for {
+		select {
+		case o := <-s.q:
+			err := s.conn.WriteFrame(o.b)
+			o.release()
+			if err == nil && len(s.q) == 0 {
+				err = Flush(s.conn)
+			}
+			if err != nil {
+				s.close(err)
+				return
+			}
+		case <-s.done:
+			for {
+				select {
+				case o := <-s.q:
+					o.release()
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// close ends the session once: it leaves every room, closes the Conn and
+// stops the writer. err nil or a clean end of stream is not reported.
+func (s *session) close(err error) {
+	s.once.Do(func() {
+		h := s.hub
+		h.mu.Lock()
+		s.closed.Store(true)
+		for _, k := range s.rooms {
+			h.removeMemberLocked(s, k)
+		}
+		s.rooms = nil
+		delete(h.sessions, s.id)
+		h.mu.Unlock()
+		s.conn.Close()
+		close(s.done)
+		if err != nil && !errors.Is(err, net.ErrClosed) && !isEOF(err) {
+			h.connError(s.id, err)
+		}
+	})
+}
+
+func (h *Hub) join(s *session, ns, name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.closed.Load() {
+		return // a JOIN that raced the disconnect must not leave a member behind
+	}
+	if ns != DefaultNamespace {
+		h.joinLocked(s, ns, s.ownID) // own-id room in every namespace used
+	}
+	h.joinLocked(s, ns, name)
+}
+
+func (h *Hub) joinLocked(s *session, ns, name string) {
+	n := h.namespaces[ns]
+	if n == nil {
+		n = &namespace{rooms: map[string]*room{}}
+		h.namespaces[ns] = n
+	}
+	r := n.rooms[name]
+	if r == nil {
+		r = &room{}
+		r.members.Store(&[]*session{})
+		n.rooms[name] = r
+	}
+	old := *r.members.Load()
+	for _, m := range old {
+		if m == s {
+			return // joining twice is a no-op, as in socket.io
+		}
+	}
+	members := make([]*session, len(old), len(old)+1)
+	copy(members, old)
+	members = append(members, s)
+	r.members.Store(&members)
+	s.rooms = append(s.rooms, roomKey{ns, name})
+}
+
+func (h *Hub) leave(s *session, ns, name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k := roomKey{ns, name}
+	for i, sk := range s.rooms {
+		if sk == k {
+			s.rooms = append(s.rooms[:i], s.rooms[i+1:]...)
+			h.removeMemberLocked(s, k)
+			return
+		}
+	}
+}
+
+func (h *Hub) removeMemberLocked(s *session, k roomKey) {
+	n := h.namespaces[k.ns]
+	if n == nil {
+		return
+	}
+	r := n.rooms[k.room]
+	if r == nil {
+		return
+	}
+	old := *r.members.Load()
+	members := make([]*session, 0, len(old))
+	for _, m := range old {
+		if m != s {
+			members = append(members, m)
+		}
+	}
+	if len(members) == 0 {
+		delete(n.rooms, k.room)
+		if len(n.rooms) == 0 {
+			delete(h.namespaces, k.ns)
+		}
+	}
+	r.members.Store(&members)
+}

@@ -1,0 +1,174 @@
+package quic
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+
+	quicgo "github.com/quic-go/quic-go"
+
+	"github.com/evbench/evbench/transports"
+)
+
+const (
+	// inboundFrames is the capacity of the channel between a "quic-dgram"
+	// Conn's two reading goroutines and ReadFrame.
+	inboundFrames = 16
+	// copyWriteBytes is the largest control frame that WriteFrame copies
+	// behind its length to hand quic-go one write; larger frames take two.
+	copyWriteBytes = 64 << 10
+)
+
+// inbound is one frame on its way to ReadFrame.
+type inbound struct {
+	p      []byte
+	stream bool // p is a stream buffer, to be handed back to free
+}
+
+// dgramConn is a "quic-dgram" Conn. Event frames travel as DATAGRAM frames,
+// other frames on the stream; one goroutine reads the stream and one
+// receives datagrams, both feeding in.
+type dgramConn struct {
+	*base
+	in       chan inbound
+	free     chan []byte   // the stream reader's two buffers, when not in use
+	readDone chan struct{} // closed when the stream reader stops; readErr is then set
+	readErr  error
+
+	held    []byte // stream buffer last returned by ReadFrame
+	holding bool   // held is to be handed back to free
+	wbuf    []byte // length + control frame, reused
+}
+
+var _ transports.Conn = (*dgramConn)(nil)
+
+func newDgramConn(b *base) *dgramConn {
+	c := &dgramConn{
+		base:     b,
+		in:       make(chan inbound, inboundFrames),
+		free:     make(chan []byte, 2),
+		readDone: make(chan struct{}),
+	}
+	// Two buffers: the reader fills one while ReadFrame's caller holds the
+	// other.
+	c.free <- nil
+	c.free <- nil
+	go c.readStream()
+	go c.receiveDatagrams()
+	return c
+}
+
+// readStream feeds control frames from the stream to in until the stream
+// fails or the Conn is closed.
+func (c *dgramConn) readStream() {
+	fr := frameReader{r: bufio.NewReaderSize(c.st, readBufferBytes)}
+	defer close(c.readDone)
+	for {
+		var buf []byte
+		select {
+		case buf = <-c.free:
+		case <-c.ctx.Done():
+			c.readErr = c.ctx.Err()
+			return
+		}
+		p, buf, err := fr.next(buf)
+		if err != nil {
+			c.readErr = err
+			return
+		}
+		select {
+		case c.in <- inbound{p: p, stream: true}:
+		case <-c.ctx.Done():
+			c.readErr = c.ctx.Err()
+			return
+		}
+	}
+}
+
+// receiveDatagrams feeds received datagrams to in until the connection is
+// closed. quic-go allocates each datagram; it is handed on without a copy.
+func (c *dgramConn) receiveDatagrams() {
+	for {
+		p, err := c.qc.ReceiveDatagram(c.ctx)
+		if err != nil {
+			return // the stream reader reports why
+		}
+		select {
+		case c.in <- inbound{p: p}:
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// WriteFrame sends an event frame (transports.FrameMayDrop) as one QUIC
+// DATAGRAM frame and any other frame on the stream, length-prefixed. An
+// event frame over DatagramMaxFrameBytes, or one quic-go refuses because the
+// path's packets are smaller, is an error wrapping
+// transports.ErrFrameTooLarge; so is a control frame over
+// StreamMaxFrameBytes. After Close the error wraps net.ErrClosed. It blocks
+// while quic-go's datagram send queue (32 frames) is full.
+func (c *dgramConn) WriteFrame(p []byte) error {
+	if transports.FrameMayDrop(p) {
+		if len(p) > DatagramMaxFrameBytes {
+			return tooLarge("event frame", len(p), DatagramMaxFrameBytes)
+		}
+		if err := c.qc.SendDatagram(p); err != nil {
+			if tl, ok := errors.AsType[*quicgo.DatagramTooLargeError](err); ok {
+				return tooLarge("event frame", len(p), int(tl.MaxDatagramPayloadSize))
+			}
+			return c.wrap("write", err)
+		}
+		return nil
+	}
+	if len(p) > StreamMaxFrameBytes {
+		return tooLarge("control frame", len(p), StreamMaxFrameBytes)
+	}
+	if c.ctx.Err() != nil {
+		return c.wrap("write", nil)
+	}
+	c.wbuf = binary.BigEndian.AppendUint32(c.wbuf[:0], uint32(len(p)))
+	if len(p) <= copyWriteBytes {
+		c.wbuf = append(c.wbuf, p...)
+	}
+	if _, err := c.st.Write(c.wbuf); err != nil {
+		return c.wrap("write", err)
+	}
+	if len(p) > copyWriteBytes {
+		if _, err := c.st.Write(p); err != nil {
+			return c.wrap("write", err)
+		}
+	}
+	return nil
+}
+
+// ReadFrame returns the next frame from either the stream or a datagram, in
+// the order they reach this package; the slice is valid until the next
+// call. After the peer's Close the error wraps io.EOF, after Close
+// net.ErrClosed.
+func (c *dgramConn) ReadFrame() ([]byte, error) {
+	if c.holding {
+		c.free <- c.held // never blocks: there are two buffers
+		c.held, c.holding = nil, false
+	}
+	select {
+	case m := <-c.in:
+		return c.take(m), nil
+	case <-c.ctx.Done():
+		return nil, c.wrap("read", nil)
+	case <-c.readDone:
+		select {
+		case m := <-c.in:
+			return c.take(m), nil
+		default:
+		}
+		return nil, c.wrap("read", c.readErr)
+	}
+}
+
+func (c *dgramConn) take(m inbound) []byte {
+	if m.stream {
+		c.held, c.holding = m.p[:0], true
+	}
+	return m.p
+}

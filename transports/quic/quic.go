@@ -1,0 +1,440 @@
+// Package quic carries evbench frames over QUIC (RFC 9000) with quic-go, in
+// two ways registered as two transports:
+//
+//   - "quic" (Stream): one QUIC connection per client and one bidirectional
+//     stream, opened by the client, that carries every frame in both
+//     directions. Each frame is a 4-byte big-endian length followed by that
+//     many bytes. Writes are buffered; Flush (transports.Flusher) sends them.
+//   - "quic-dgram" (Datagram): the same connection and stream for control
+//     frames, plus QUIC DATAGRAM frames (RFC 9221) for event frames (EMIT and
+//     EVENT, see transports.FrameMayDrop), which are never retransmitted.
+//
+// Both use TLS 1.3 with the process's self-signed certificate
+// (transports/internal/selfsigned) and ALPN "evbench" (RFC 7301).
+//
+// # Connection set-up
+//
+// A QUIC stream becomes visible to the peer only once data is sent on it, so
+// Dial writes a 1-byte preamble on the stream it opens: 'S' for "quic" and
+// 'D' for "quic-dgram". The server's Accept consumes it, so frames start
+// right after it; a connection whose preamble is missing (within
+// SetupTimeout) or names the other transport is closed with application
+// error code 1 and never returned by Accept. Each incoming connection is set
+// up in a goroutine of its own, so one slow client does not hold up Accept
+// for the others.
+//
+// # quic-go configuration
+//
+// Both ends use the quic-go Config returned by Config: HandshakeIdleTimeout
+// 5 s (quic-go's default, set explicitly), MaxIdleTimeout 30 s,
+// KeepAlivePeriod 5 s, EnableDatagrams only for "quic-dgram". Everything
+// else is quic-go's default and nothing is disabled: flow-control windows of
+// 512 KiB growing to 6 MiB per stream and 15 MiB per connection, 100
+// incoming streams of each kind, path MTU discovery on, an initial packet
+// size of 1280 bytes (falling back to 1200 where the path refuses 1280),
+// quic-go's default congestion control.
+//
+// On systems where quic-go cannot raise the UDP socket buffers it logs one
+// warning per process (set QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true to
+// silence it); that is quic-go's own once-only log line.
+package quic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	quicgo "github.com/quic-go/quic-go"
+
+	"github.com/evbench/evbench/transports"
+	"github.com/evbench/evbench/transports/internal/selfsigned"
+)
+
+// ALPN is the application protocol (RFC 7301) both ends negotiate.
+const ALPN = "evbench"
+
+// Limits and timeouts of both transports.
+const (
+	// StreamMaxFrameBytes is the largest frame, in bytes, that travels on a
+	// stream: the largest event payload plus 64 KiB for its header and
+	// names. It is Caps().MaxFrame of "quic" and the limit for control
+	// frames of "quic-dgram".
+	StreamMaxFrameBytes = transports.MaxPayloadBytes + 64<<10
+
+	// DatagramMaxFrameBytes is the largest event frame, in bytes, that
+	// "quic-dgram" sends as one QUIC DATAGRAM frame, and its
+	// Caps().MaxFrame. It is what quic-go's SendDatagram accepts right after
+	// the handshake at the initial packet size of 1280 bytes on IPv4 and
+	// IPv6 (1280 minus 1 byte of short header, 20 of connection ID, 16 of
+	// AEAD tag, 1 of frame type and 2 of length), measured by
+	// TestDatagramLimit. Path MTU discovery may later raise quic-go's limit;
+	// evbench does not use the extra room, so results do not depend on when
+	// discovery finished. On a path that forces quic-go's 1200-byte fallback
+	// the limit is 80 bytes lower, and WriteFrame reports the larger frames
+	// with ErrFrameTooLarge rather than dropping them.
+	DatagramMaxFrameBytes = 1240
+
+	// HandshakeIdleTimeout bounds the QUIC handshake's silences (quic-go
+	// aborts a handshake after twice this in total).
+	HandshakeIdleTimeout = 5 * time.Second
+	// MaxIdleTimeout closes a connection that has received nothing for this
+	// long; the smaller of both ends' values applies.
+	MaxIdleTimeout = 30 * time.Second
+	// KeepAlivePeriod is how often an idle connection sends a PING frame, so
+	// that idle clients are not timed out.
+	KeepAlivePeriod = 5 * time.Second
+	// SetupTimeout bounds how long the server waits, after the handshake,
+	// for a client's stream and preamble before it gives up on it.
+	SetupTimeout = 10 * time.Second
+)
+
+// Preamble bytes written by Dial as the first byte of the stream.
+const (
+	preambleStream   byte = 'S'
+	preambleDatagram byte = 'D'
+)
+
+// Application error codes sent in CONNECTION_CLOSE.
+const (
+	codeBye   quicgo.ApplicationErrorCode = 0 // Close
+	codeSetup quicgo.ApplicationErrorCode = 1 // missing or wrong preamble
+)
+
+func init() {
+	transports.Register(Stream())
+	transports.Register(Datagram())
+}
+
+// Stream returns the "quic" transport: every frame on one bidirectional
+// QUIC stream per client, length-prefixed, with buffered writes (its Conns
+// implement transports.Flusher). Caps: reliable, ordered, encrypted,
+// MaxFrame = StreamMaxFrameBytes.
+func Stream() transports.Transport { return &transport{dgram: false} }
+
+// Datagram returns the "quic-dgram" transport: event frames (EMIT, EVENT) as
+// QUIC DATAGRAM frames (RFC 9221), every other frame on one bidirectional
+// stream per client. Caps: not reliable, not ordered, datagram, encrypted,
+// MaxFrame = DatagramMaxFrameBytes.
+//
+// WriteFrame of an event frame over DatagramMaxFrameBytes returns an error
+// wrapping transports.ErrFrameTooLarge; a control frame may be up to
+// StreamMaxFrameBytes.
+//
+// Where datagrams are lost besides the network: quic-go queues at most 32
+// outgoing datagrams per connection, and WriteFrame blocks (it does not
+// drop) while that queue is full, so a sender is paced by quic-go's
+// congestion control; quic-go discards a queued datagram that no longer fits
+// a packet if the packet size shrinks. On receipt, quic-go queues at most
+// 128 datagrams per connection and silently discards arrivals while its
+// queue is full; this package moves them into a 16-frame channel read by
+// ReadFrame, so a reader that falls more than about 144 frames behind loses
+// events. The protocol above counts such losses by sequence number.
+func Datagram() transports.Transport { return &transport{dgram: true} }
+
+// Config returns the quic-go configuration both ends use; datagrams sets
+// EnableDatagrams (RFC 9221). See the package documentation for the values.
+func Config(datagrams bool) *quicgo.Config {
+	return &quicgo.Config{
+		HandshakeIdleTimeout: HandshakeIdleTimeout,
+		MaxIdleTimeout:       MaxIdleTimeout,
+		KeepAlivePeriod:      KeepAlivePeriod,
+		EnableDatagrams:      datagrams,
+	}
+}
+
+type transport struct{ dgram bool }
+
+var _ transports.Transport = (*transport)(nil)
+
+func (t *transport) Name() string {
+	if t.dgram {
+		return "quic-dgram"
+	}
+	return "quic"
+}
+
+func (t *transport) Caps() transports.Caps {
+	if t.dgram {
+		return transports.Caps{Encrypted: true, Datagram: true, MaxFrame: DatagramMaxFrameBytes}
+	}
+	return transports.Caps{Reliable: true, Ordered: true, Encrypted: true, MaxFrame: StreamMaxFrameBytes}
+}
+
+func (t *transport) preamble() byte {
+	if t.dgram {
+		return preambleDatagram
+	}
+	return preambleStream
+}
+
+// newConn wraps an established connection and its stream. release is called
+// once, after the connection is closed.
+func (t *transport) newConn(qc *quicgo.Conn, st *quicgo.Stream, release func()) transports.Conn {
+	b := newBase(qc, st, release)
+	if t.dgram {
+		return newDgramConn(b)
+	}
+	return newStreamConn(b)
+}
+
+// Dial connects to a "quic" or "quic-dgram" Listener at addr. The local UDP
+// socket is bound to the loopback address of the same family when addr is a
+// loopback address, and to the unspecified address otherwise; it belongs to
+// the Conn and is closed with it. ctx bounds the handshake and the opening
+// of the stream.
+func (t *transport) Dial(ctx context.Context, addr string) (transports.Conn, error) {
+	raddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s dial %s: %w", t.Name(), addr, err)
+	}
+	var laddr *net.UDPAddr
+	if raddr.IP.IsLoopback() {
+		laddr = &net.UDPAddr{IP: net.IPv6loopback}
+		if raddr.IP.To4() != nil {
+			laddr = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
+		}
+	}
+	udp, err := net.ListenUDP("udp", laddr)
+	if err != nil {
+		return nil, fmt.Errorf("%s dial %s: %w", t.Name(), addr, err)
+	}
+	tlsConf, err := selfsigned.ClientConfig(ALPN)
+	if err != nil {
+		udp.Close()
+		return nil, fmt.Errorf("%s dial %s: %w", t.Name(), addr, err)
+	}
+	tr := &quicgo.Transport{Conn: udp}
+	release := func() {
+		tr.Close()
+		udp.Close()
+	}
+	qc, err := tr.Dial(ctx, raddr, tlsConf, Config(t.dgram))
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("%s dial %s: %w", t.Name(), addr, err)
+	}
+	st, err := qc.OpenStreamSync(ctx)
+	if err == nil {
+		_, err = st.Write([]byte{t.preamble()})
+	}
+	if err != nil {
+		qc.CloseWithError(codeSetup, "stream set-up failed")
+		release()
+		return nil, fmt.Errorf("%s dial %s: opening the stream: %w", t.Name(), addr, err)
+	}
+	return t.newConn(qc, st, release), nil
+}
+
+// Listen binds a UDP socket on addr and accepts QUIC connections on it.
+// Closing the Listener stops the QUIC listener at once; the socket itself is
+// closed once the Listener and every Conn it returned are closed, because
+// closing it earlier would cut accepted Conns off without a
+// CONNECTION_CLOSE.
+func (t *transport) Listen(ctx context.Context, addr string) (transports.Listener, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	laddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listen %s: %w", t.Name(), addr, err)
+	}
+	tlsConf, err := selfsigned.ServerConfig(ALPN)
+	if err != nil {
+		return nil, fmt.Errorf("%s listen %s: %w", t.Name(), addr, err)
+	}
+	udp, err := net.ListenUDP("udp", laddr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listen %s: %w", t.Name(), addr, err)
+	}
+	tr := &quicgo.Transport{Conn: udp}
+	ln, err := tr.Listen(tlsConf, Config(t.dgram))
+	if err != nil {
+		tr.Close()
+		udp.Close()
+		return nil, fmt.Errorf("%s listen %s: %w", t.Name(), addr, err)
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	l := &listener{
+		t:      t,
+		udp:    udp,
+		tr:     tr,
+		ln:     ln,
+		ctx:    lctx,
+		cancel: cancel,
+		conns:  make(chan transports.Conn),
+		refs:   1,
+	}
+	l.wg.Add(1)
+	go l.acceptLoop()
+	return l, nil
+}
+
+// listener hands connections that completed their set-up to Accept.
+type listener struct {
+	t      *transport
+	udp    *net.UDPConn
+	tr     *quicgo.Transport
+	ln     *quicgo.Listener
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	conns  chan transports.Conn
+	wg     sync.WaitGroup // acceptLoop and the set-up goroutines
+
+	closeOnce sync.Once
+	mu        sync.Mutex
+	refs      int // 1 for the listener, plus one per connection not yet closed
+}
+
+func (l *listener) acceptLoop() {
+	defer l.wg.Done()
+	for {
+		// Not l.ctx: after Close, quic-go hands out what is already queued
+		// and then fails; setUp closes those connections.
+		qc, err := l.ln.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		l.mu.Lock()
+		l.refs++
+		l.mu.Unlock()
+		l.wg.Add(1)
+		go l.setUp(qc)
+	}
+}
+
+// setUp accepts qc's stream and preamble and hands the Conn to Accept.
+func (l *listener) setUp(qc *quicgo.Conn) {
+	defer l.wg.Done()
+	ctx, cancel := context.WithTimeout(l.ctx, SetupTimeout)
+	defer cancel()
+	aborted := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(aborted)
+		qc.CloseWithError(codeSetup, "stream set-up timed out or listener closed")
+	})
+	st, err := qc.AcceptStream(ctx)
+	if err == nil {
+		var pre [1]byte
+		if _, err = io.ReadFull(st, pre[:]); err == nil && pre[0] != l.t.preamble() {
+			err = fmt.Errorf("preamble %q is not %q", pre[0], l.t.preamble())
+		}
+	}
+	if !stop() {
+		<-aborted
+		l.release()
+		return
+	}
+	if err != nil {
+		qc.CloseWithError(codeSetup, "stream set-up failed")
+		l.release()
+		return
+	}
+	c := l.t.newConn(qc, st, l.release)
+	select {
+	case l.conns <- c:
+	case <-l.ctx.Done():
+		c.Close()
+	}
+}
+
+// release drops one reference; the last one closes the socket.
+func (l *listener) release() {
+	l.mu.Lock()
+	l.refs--
+	last := l.refs == 0
+	l.mu.Unlock()
+	if last {
+		l.tr.Close()
+		l.udp.Close()
+	}
+}
+
+// Accept returns the next client whose stream and preamble have arrived. It
+// returns an error wrapping net.ErrClosed after Close and ctx.Err() when ctx
+// is done.
+func (l *listener) Accept(ctx context.Context) (transports.Conn, error) {
+	select {
+	case <-l.ctx.Done():
+		return nil, fmt.Errorf("%s accept: %w", l.t.Name(), net.ErrClosed)
+	default:
+	}
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.ctx.Done():
+		return nil, fmt.Errorf("%s accept: %w", l.t.Name(), net.ErrClosed)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Addr is the UDP address clients Dial.
+func (l *listener) Addr() net.Addr { return l.udp.LocalAddr() }
+
+// Close stops accepting, closes connections not yet returned by Accept and
+// unblocks Accept. Accepted Conns stay open. It waits for the listener's
+// goroutines and may be called more than once.
+func (l *listener) Close() error {
+	l.closeOnce.Do(func() {
+		l.cancel()
+		l.ln.Close()
+		l.wg.Wait()
+		l.release()
+	})
+	return nil
+}
+
+// base holds what both kinds of Conn share: the QUIC connection, its
+// stream, a lifetime context cancelled by Close, and error mapping.
+type base struct {
+	qc      *quicgo.Conn
+	st      *quicgo.Stream
+	ctx     context.Context // cancelled by Close
+	cancel  context.CancelFunc
+	release func()
+	once    sync.Once
+}
+
+func newBase(qc *quicgo.Conn, st *quicgo.Stream, release func()) *base {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &base{qc: qc, st: st, ctx: ctx, cancel: cancel, release: release}
+}
+
+// Close closes the connection with application error code 0 ("bye"),
+// unblocking readers and writers, then frees the socket. Frames still
+// buffered or in flight may be lost. Later calls do nothing and return nil.
+func (b *base) Close() error {
+	b.once.Do(func() {
+		b.cancel()
+		b.qc.CloseWithError(codeBye, "bye")
+		b.release()
+	})
+	return nil
+}
+
+// RemoteAddr is the peer's UDP address.
+func (b *base) RemoteAddr() net.Addr { return b.qc.RemoteAddr() }
+
+// wrap maps a quic-go error: after Close it wraps net.ErrClosed; a read
+// ended by the peer's Close (code 0) wraps io.EOF; anything else is wrapped
+// as it is.
+func (b *base) wrap(op string, err error) error {
+	if b.ctx.Err() != nil {
+		return fmt.Errorf("quic %s: %w", op, net.ErrClosed)
+	}
+	if op == "read" {
+		if ae, ok := errors.AsType[*quicgo.ApplicationError](err); ok && ae.Remote && ae.ErrorCode == codeBye {
+			return fmt.Errorf("quic read: connection closed by peer: %w", io.EOF)
+		}
+	}
+	return fmt.Errorf("quic %s: %w", op, err)
+}
+
+// tooLarge is the error for a frame of n bytes over max.
+func tooLarge(what string, n, max int) error {
+	return fmt.Errorf("quic: %s of %d bytes: %w (max %d)", what, n, transports.ErrFrameTooLarge, max)
+}

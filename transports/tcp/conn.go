@@ -1,0 +1,201 @@
+package tcp
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+
+	"github.com/evbench/evbench/transports"
+)
+
+// prefixBytes is the size of the big-endian length prefix before each frame.
+const prefixBytes = 4
+
+// conn is a transports.Conn over one TCP connection (plain or TLS). Frames
+// are a 4-byte big-endian length followed by that many bytes.
+//
+// The reading side (ReadFrame) owns br, discard, rbuf and rerr; the
+// writing side (WriteFrame, Flush) owns bw and whdr; closed is shared.
+type conn struct {
+	name string   // "tcp" or "tcp+tls", prefixed to errors
+	nc   net.Conn // *net.TCPConn or *tls.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+
+	closed atomic.Bool
+
+	// discard is the number of bytes of the previous frame still in br,
+	// handed out by Peek and dropped at the start of the next ReadFrame.
+	discard int
+	rbuf    []byte // frames too large for br, reused and grown as needed
+	rerr    error  // sticky read error: the stream cannot be resynchronised
+
+	whdr [prefixBytes]byte
+}
+
+var (
+	_ transports.Conn    = (*conn)(nil)
+	_ transports.Flusher = (*conn)(nil)
+)
+
+func newConn(name string, nc net.Conn) *conn {
+	return &conn{
+		name: name,
+		nc:   nc,
+		br:   bufio.NewReaderSize(nc, BufferBytes),
+		bw:   bufio.NewWriterSize(nc, BufferBytes),
+	}
+}
+
+// WriteFrame appends the length prefix and p to the write buffer; the bytes
+// reach the peer on Flush or when the buffer fills. A frame over
+// MaxFrameBytes is refused with an error wrapping transports.ErrFrameTooLarge
+// before anything is written, and the connection stays usable. After Close
+// the error wraps net.ErrClosed. It does not allocate.
+func (c *conn) WriteFrame(p []byte) error {
+	if len(p) > MaxFrameBytes {
+		return fmt.Errorf("%s: write frame of %d bytes: %w (max %d)", c.name, len(p), transports.ErrFrameTooLarge, MaxFrameBytes)
+	}
+	if c.closed.Load() {
+		return c.closedErr("write")
+	}
+	binary.BigEndian.PutUint32(c.whdr[:], uint32(len(p)))
+	if _, err := c.bw.Write(c.whdr[:]); err != nil {
+		return c.ioErr("write", err)
+	}
+	if _, err := c.bw.Write(p); err != nil {
+		return c.ioErr("write", err)
+	}
+	return nil
+}
+
+// Flush sends the buffered frames. It belongs to the writing side: call it
+// from the goroutine that calls WriteFrame, typically when that goroutine's
+// queue is empty. After Close the error wraps net.ErrClosed.
+func (c *conn) Flush() error {
+	if c.closed.Load() {
+		return c.closedErr("flush")
+	}
+	if err := c.bw.Flush(); err != nil {
+		return c.ioErr("flush", err)
+	}
+	return nil
+}
+
+// ReadFrame returns the next frame. The slice points into a buffer owned by
+// the Conn and is valid until the next ReadFrame. A clean end of stream
+// between frames is io.EOF; one inside a prefix or frame is
+// io.ErrUnexpectedEOF (wrapped). A length prefix over MaxFrameBytes is a
+// protocol error wrapping transports.ErrFrameTooLarge; the stream cannot be
+// resynchronised, so every later ReadFrame returns the same error and the
+// caller should Close. After Close the error wraps net.ErrClosed. In steady
+// state it does not allocate: frames that fit the read buffer are returned
+// in place, larger ones are copied into a buffer that grows to the largest
+// frame seen.
+func (c *conn) ReadFrame() ([]byte, error) {
+	if c.closed.Load() {
+		return nil, c.closedErr("read")
+	}
+	if c.rerr != nil {
+		return nil, c.rerr
+	}
+	p, err := c.readFrame()
+	if err != nil {
+		if c.closed.Load() {
+			return nil, c.closedErr("read")
+		}
+		if err != io.EOF {
+			err = fmt.Errorf("%s: read: %w", c.name, err)
+		}
+		c.rerr = err
+		return nil, err
+	}
+	return p, nil
+}
+
+func (c *conn) readFrame() ([]byte, error) {
+	if c.discard > 0 {
+		// The bytes were peeked, so Discard cannot fail.
+		c.br.Discard(c.discard)
+		c.discard = 0
+	}
+	hdr, err := c.br.Peek(prefixBytes)
+	if err != nil {
+		if err == io.EOF && len(hdr) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr)
+	if n > MaxFrameBytes {
+		return nil, fmt.Errorf("length prefix %d: %w (max %d)", n, transports.ErrFrameTooLarge, MaxFrameBytes)
+	}
+	total := prefixBytes + int(n)
+	if total <= c.br.Size() {
+		p, err := c.br.Peek(total)
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		c.discard = total
+		return p[prefixBytes:], nil
+	}
+	c.br.Discard(prefixBytes)
+	if int(n) > cap(c.rbuf) {
+		c.rbuf = make([]byte, max(int(n), min(2*cap(c.rbuf), MaxFrameBytes)))
+	}
+	p := c.rbuf[:n]
+	if _, err := io.ReadFull(c.br, p); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+// Close closes the connection; frames written but not flushed are discarded.
+// It unblocks a pending ReadFrame, WriteFrame or Flush, which then return an
+// error wrapping net.ErrClosed. For tcp+tls it first sends a TLS close_notify
+// alert (RFC 8446 section 6.1) unless a write is in flight; crypto/tls bounds
+// that send by 5 s, and a failure to send it (the peer already gone) is not
+// reported, since the connection is released either way. Calls after the
+// first return nil.
+func (c *conn) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		// tls.Conn.Close always closes the TCP connection; its error is
+		// the failed close_notify, which the peer can no longer use.
+		tc.Close()
+		return nil
+	}
+	if err := c.nc.Close(); err != nil {
+		return fmt.Errorf("%s: close: %w", c.name, err)
+	}
+	return nil
+}
+
+// RemoteAddr is the peer's TCP address.
+func (c *conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// closedErr is the error of an operation on a closed Conn.
+func (c *conn) closedErr(op string) error {
+	return fmt.Errorf("%s: %s: %w", c.name, op, net.ErrClosed)
+}
+
+// ioErr wraps a write-side error, reporting net.ErrClosed when Close caused it.
+func (c *conn) ioErr(op string, err error) error {
+	if c.closed.Load() && !errors.Is(err, net.ErrClosed) {
+		return c.closedErr(op)
+	}
+	return fmt.Errorf("%s: %s: %w", c.name, op, err)
+}

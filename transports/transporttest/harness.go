@@ -1,0 +1,511 @@
+package transporttest
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/evbench/evbench/transports"
+)
+
+// Time bounds of the suite. Every wait has one, so a broken transport fails
+// a subtest instead of hanging the test binary.
+const (
+	setupTimeout = 5 * time.Second        // Listen, Dial, Accept and the first frame
+	frameTimeout = 5 * time.Second        // one frame on a reliable transport
+	closeTimeout = 2 * time.Second        // Close itself, and what it must unblock
+	settleDelay  = 50 * time.Millisecond  // lets a goroutine block in ReadFrame or Accept
+	resendAfter  = 200 * time.Millisecond // unreliable: resend a frame not seen by then
+	maxSends     = 10                     // unreliable: tries before a frame counts as lost
+	quietTimeout = time.Second            // unreliable: no frame for this long ends a count
+	countTimeout = 20 * time.Second       // receiving one batch of numbered frames
+)
+
+// errStillBlocked is wrapped by within's error when fn has not returned.
+var errStillBlocked = errors.New("still blocked")
+
+// within runs fn on its own goroutine and returns its error, or an error
+// wrapping errStillBlocked when fn has not returned after d. A call that
+// never returns leaves its goroutine behind; the subtest's leak check then
+// reports it as well.
+func within(d time.Duration, fn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-timer.C:
+		return fmt.Errorf("%w after %v", errStillBlocked, d)
+	}
+}
+
+// closeIn closes c, failing the test if Close does not return within
+// closeTimeout. The error of Close itself is not checked: a second Close may
+// report one.
+func closeIn(t *testing.T, what string, close func() error) {
+	t.Helper()
+	if err := within(closeTimeout, close); errors.Is(err, errStillBlocked) {
+		t.Errorf("%s: %v", what, err)
+	}
+}
+
+// writeFlush writes p and flushes c.
+func writeFlush(c transports.Conn, p []byte) error {
+	if err := c.WriteFrame(p); err != nil {
+		return err
+	}
+	return transports.Flush(c)
+}
+
+// syncFrame is the first frame every client sends. It makes the connection
+// visible to Accept on transports that announce a peer only with its first
+// data (a UDP peer, a QUIC stream). Readers skip it, because an unreliable
+// transport may deliver a resent copy late; no test frame equals it.
+var syncFrame = []byte("\xfetransporttest sync\xfe")
+
+// pair is one connection under test: a listener and both ends.
+type pair struct {
+	t       *testing.T
+	caps    transports.Caps
+	ln      transports.Listener
+	client  transports.Conn
+	server  transports.Conn
+	readers map[transports.Conn]*reader
+}
+
+// conns returns the writing and the reading end of one direction.
+func (p *pair) conns(clientToServer bool) (w, r transports.Conn) {
+	if clientToServer {
+		return p.client, p.server
+	}
+	return p.server, p.client
+}
+
+// directions names the two directions of a pair for subtests.
+var directions = []struct {
+	name           string
+	clientToServer bool
+}{
+	{"client-to-server", true},
+	{"server-to-client", false},
+}
+
+// listen starts a listener of tr on 127.0.0.1:0 and closes it when the test
+// ends. It fails the test unless the listener's address is a loopback one.
+func listen(t *testing.T, tr transports.Transport) transports.Listener {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	var ln transports.Listener
+	err := within(setupTimeout, func() (err error) {
+		ln, err = tr.Listen(ctx, "127.0.0.1:0")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Listen(127.0.0.1:0): %v", err)
+	}
+	t.Cleanup(func() { closeIn(t, "Listener.Close", ln.Close) })
+	checkLoopback(t, ln.Addr())
+	return ln
+}
+
+// checkLoopback fails the test unless a is a loopback host:port (or a URL
+// whose host is loopback): the suite dials nothing else.
+func checkLoopback(t *testing.T, a net.Addr) {
+	t.Helper()
+	if a == nil {
+		t.Fatal("Listener.Addr() is nil")
+	}
+	s := a.String()
+	hostport := s
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			t.Fatalf("Listener.Addr() = %q: %v", s, err)
+		}
+		hostport = u.Host
+	}
+	host, _, err := net.SplitHostPort(hostport)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		t.Fatalf("Listener.Addr() = %q, want a loopback address such as 127.0.0.1:port", s)
+	}
+}
+
+// newPair listens on loopback, dials, accepts, and has the server read the
+// client's sync frame, so both ends exist and carry frames. Everything is
+// closed when the test ends. On an unreliable transport the sync frame is
+// resent until the server has it.
+func newPair(t *testing.T, tr transports.Transport) *pair {
+	t.Helper()
+	p := &pair{t: t, caps: tr.Caps(), ln: listen(t, tr), readers: map[transports.Conn]*reader{}}
+	// The contexts bound the set-up only; cancelling them afterwards must not
+	// disturb the connection, and here it happens as newPair returns.
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+
+	accepted := make(chan transports.Conn, 1)
+	acceptErr := make(chan error, 1)
+	syncErr := make(chan error, 1)
+	go func() {
+		c, err := p.ln.Accept(ctx)
+		if err != nil {
+			acceptErr <- err
+			return
+		}
+		accepted <- c // hand it over first, so the test can close it
+		syncErr <- readSync(c)
+	}()
+
+	addr := p.ln.Addr().String()
+	err := within(setupTimeout, func() (err error) {
+		p.client, err = tr.Dial(ctx, addr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Dial(%s): %v", addr, err)
+	}
+	t.Cleanup(func() { closeIn(t, "client Close", p.client.Close) })
+	if p.client.RemoteAddr() == nil {
+		t.Error("client RemoteAddr() is nil")
+	}
+
+	sendSync := func() {
+		t.Helper()
+		if err := within(setupTimeout, func() error { return writeFlush(p.client, syncFrame) }); err != nil {
+			t.Fatalf("client writing its first frame: %v", err)
+		}
+	}
+	sendSync()
+	resend := time.NewTicker(resendAfter)
+	defer resend.Stop()
+	deadline := time.NewTimer(setupTimeout)
+	defer deadline.Stop()
+	for synced := false; p.server == nil || !synced; {
+		select {
+		case c := <-accepted:
+			p.server = c
+			t.Cleanup(func() { closeIn(t, "server Close", c.Close) })
+			if c.RemoteAddr() == nil {
+				t.Error("server RemoteAddr() is nil")
+			}
+		case err := <-acceptErr:
+			t.Fatalf("Accept: %v", err)
+		case err := <-syncErr:
+			if err != nil {
+				t.Fatalf("server reading the client's first frame: %v", err)
+			}
+			synced = true
+		case <-resend.C:
+			if !p.caps.Reliable {
+				sendSync()
+			}
+		case <-deadline.C:
+			if p.server == nil {
+				t.Fatalf("Accept has not returned %v after Dial and the client's first frame", setupTimeout)
+			}
+			t.Fatalf("the server has not read the client's first frame after %v", setupTimeout)
+		}
+	}
+	return p
+}
+
+// readSync reads c's first frame, which must be syncFrame.
+func readSync(c transports.Conn) error {
+	b, err := c.ReadFrame()
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(b, syncFrame) {
+		return fmt.Errorf("got a %d-byte frame, want the %d-byte frame the client wrote", len(b), len(syncFrame))
+	}
+	return nil
+}
+
+// readResult is one ReadFrame outcome: a copy of the frame, or the error.
+type readResult struct {
+	p   []byte
+	err error
+}
+
+// reader is the single goroutine that reads one Conn. It copies each frame
+// (skipping sync frames) into a buffered channel, so tests can wait for a
+// frame with a timeout, and it stops after the first error.
+type reader struct {
+	results chan readResult
+	done    chan struct{}
+}
+
+// reader returns the reader of c, starting it on first use. The goroutine
+// ends once c is closed (by the test or its cleanup).
+func (p *pair) reader(c transports.Conn) *reader {
+	if r, ok := p.readers[c]; ok {
+		return r
+	}
+	r := &reader{results: make(chan readResult, 4096), done: make(chan struct{})}
+	p.readers[c] = r
+	go func() {
+		for {
+			b, err := c.ReadFrame()
+			if err == nil && bytes.Equal(b, syncFrame) {
+				continue
+			}
+			res := readResult{p: bytes.Clone(b), err: err}
+			select {
+			case r.results <- res:
+			case <-r.done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	p.t.Cleanup(func() { close(r.done) })
+	return r
+}
+
+// poll waits at most d for the next result; ok is false if none came.
+func (r *reader) poll(d time.Duration) (res readResult, ok bool) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case res = <-r.results:
+		return res, true
+	case <-timer.C:
+		return readResult{}, false
+	}
+}
+
+// next returns the next frame, failing the test on an error or when no frame
+// comes within frameTimeout.
+func (r *reader) next(t *testing.T, what string) []byte {
+	t.Helper()
+	res, ok := r.poll(frameTimeout)
+	if !ok {
+		t.Fatalf("%s: no frame within %v", what, frameTimeout)
+	}
+	if res.err != nil {
+		t.Fatalf("%s: ReadFrame: %v", what, res.err)
+	}
+	return res.p
+}
+
+// deliver writes want on w and waits until r returns it, byte for byte. The
+// frame is written from a scratch copy that is zeroed as soon as
+// WriteFrame returns (the caller may reuse p then), before the Flush. On an
+// unreliable transport deliver resends up to maxSends times and skips late
+// copies of the frames in earlier. Any other frame fails the test.
+func (p *pair) deliver(t *testing.T, w transports.Conn, r *reader, want []byte, earlier [][]byte) {
+	t.Helper()
+	scratch := make([]byte, len(want))
+	sends := 1
+	if !p.caps.Reliable {
+		sends = maxSends
+	}
+	for range sends {
+		copy(scratch, want)
+		err := within(frameTimeout, func() error {
+			if err := w.WriteFrame(scratch); err != nil {
+				return err
+			}
+			clear(scratch)
+			return transports.Flush(w)
+		})
+		if err != nil {
+			t.Fatalf("writing a %d-byte frame: %v", len(want), err)
+		}
+		wait := frameTimeout
+		if !p.caps.Reliable {
+			wait = resendAfter
+		}
+		for {
+			res, ok := r.poll(wait)
+			if !ok {
+				break
+			}
+			if res.err != nil {
+				t.Fatalf("waiting for a %d-byte frame: ReadFrame: %v", len(want), res.err)
+			}
+			if bytes.Equal(res.p, want) {
+				return
+			}
+			if !p.caps.Reliable && containsFrame(earlier, res.p) {
+				continue
+			}
+			t.Fatalf("waiting for a %d-byte frame: %s", len(want), diff(res.p, want))
+		}
+	}
+	if p.caps.Reliable {
+		t.Fatalf("a %d-byte frame did not arrive within %v", len(want), frameTimeout)
+	}
+	t.Fatalf("a %d-byte frame was lost %d times in a row on loopback", len(want), sends)
+}
+
+func containsFrame(frames [][]byte, p []byte) bool {
+	for _, f := range frames {
+		if bytes.Equal(f, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// diff describes how got differs from want.
+func diff(got, want []byte) string {
+	n := min(len(got), len(want))
+	i := 0
+	for i < n && got[i] == want[i] {
+		i++
+	}
+	if i == n {
+		return fmt.Sprintf("got %d bytes, want %d (one is a prefix of the other)", len(got), len(want))
+	}
+	return fmt.Sprintf("got %d bytes, want %d; first difference at byte %d (got %#02x, want %#02x)",
+		len(got), len(want), i, got[i], want[i])
+}
+
+// Numbered frames carry a sequence number and a filler derived from it, so
+// that a receiver can tell loss, duplication, reordering and corruption
+// apart. Odd numbers look like EVENT frames to transports.FrameMayDrop (a
+// transport such as quic-dgram sends those as datagrams), even numbers do
+// not. Layout: 2 kind bytes, the number (8 bytes, big-endian), filler; the
+// length varies with the number between numberedHeader and maxLen bytes.
+const (
+	numberedHeader = 10
+	opaqueKind     = 0xee
+)
+
+// numberedMax is the largest numbered frame used with caps.
+func numberedMax(caps transports.Caps) int { return min(caps.MaxFrame, 1024) }
+
+func numberedLen(seq uint64, maxLen int) int {
+	return numberedHeader + int(seq*37%uint64(maxLen-numberedHeader+1))
+}
+
+func fillerByte(seq uint64, i int) byte { return byte(seq*131) ^ byte(i*7+1) }
+
+// appendNumbered appends numbered frame seq to dst.
+func appendNumbered(dst []byte, seq uint64, maxLen int) []byte {
+	if seq%2 == 1 {
+		dst = append(dst, transports.Version, byte(transports.FrameEvent))
+	} else {
+		dst = append(dst, opaqueKind, opaqueKind)
+	}
+	dst = binary.BigEndian.AppendUint64(dst, seq)
+	for i := range numberedLen(seq, maxLen) - numberedHeader {
+		dst = append(dst, fillerByte(seq, i))
+	}
+	return dst
+}
+
+// parseNumbered returns the number of frame p, or an error saying how p is
+// not an intact numbered frame.
+func parseNumbered(p []byte, maxLen int) (uint64, error) {
+	if len(p) < numberedHeader {
+		return 0, fmt.Errorf("a %d-byte frame, shorter than any numbered frame", len(p))
+	}
+	seq := binary.BigEndian.Uint64(p[2:numberedHeader])
+	if want := appendNumbered(nil, seq, maxLen); !bytes.Equal(p, want) {
+		return seq, fmt.Errorf("frame #%d is corrupt: %s", seq, diff(p, want))
+	}
+	return seq, nil
+}
+
+// sendNumbered writes frames 0..n-1 on w from a new goroutine, flushing
+// every 16 frames and at the end, and reports the first error (or nil) on
+// the returned channel. On an unreliable transport it sleeps 1 ms every 20
+// frames so that loopback loss stays rare. A blocked write ends when the
+// test closes w.
+func sendNumbered(w transports.Conn, caps transports.Caps, n int) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		maxLen := numberedMax(caps)
+		buf := make([]byte, 0, maxLen)
+		for seq := range uint64(n) {
+			buf = appendNumbered(buf[:0], seq, maxLen)
+			if err := w.WriteFrame(buf); err != nil {
+				errc <- fmt.Errorf("WriteFrame #%d: %w", seq, err)
+				return
+			}
+			if seq%16 == 15 {
+				if err := transports.Flush(w); err != nil {
+					errc <- fmt.Errorf("Flush after #%d: %w", seq, err)
+					return
+				}
+			}
+			if !caps.Reliable && seq%20 == 19 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		errc <- transports.Flush(w)
+	}()
+	return errc
+}
+
+// receiveNumbered reads the frames sendNumbered(n) wrote and checks them
+// against caps: every frame intact and numbered below n; on a reliable
+// transport all n, once each, in order when Ordered; on an unreliable one at
+// least 90%, in increasing order when Ordered. It returns how many distinct
+// frames arrived.
+func receiveNumbered(t *testing.T, r *reader, caps transports.Caps, n int) int {
+	t.Helper()
+	maxLen := numberedMax(caps)
+	seen := make([]bool, n)
+	count, dups := 0, 0
+	var last uint64
+	deadline := time.Now().Add(countTimeout)
+	for count < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d frames after %v", count, n, countTimeout)
+		}
+		wait := frameTimeout
+		if !caps.Reliable {
+			wait = quietTimeout
+		}
+		res, ok := r.poll(wait)
+		if !ok {
+			if caps.Reliable {
+				t.Fatalf("%d of %d frames arrived, then none for %v", count, n, wait)
+			}
+			break
+		}
+		if res.err != nil {
+			t.Fatalf("ReadFrame after %d of %d frames: %v", count, n, res.err)
+		}
+		seq, err := parseNumbered(res.p, maxLen)
+		switch {
+		case err != nil:
+			t.Fatalf("after %d of %d frames: %v", count, n, err)
+		case seq >= uint64(n):
+			t.Fatalf("frame #%d arrived, but only #0..#%d were written", seq, n-1)
+		case seen[seq] && caps.Reliable:
+			t.Fatalf("frame #%d arrived twice on a reliable transport", seq)
+		case seen[seq]:
+			dups++
+			continue
+		case caps.Ordered && caps.Reliable && seq != uint64(count):
+			t.Fatalf("frame #%d arrived where #%d was due (lost or reordered)", seq, count)
+		case caps.Ordered && count > 0 && seq < last:
+			t.Fatalf("frame #%d arrived after #%d on an ordered transport", seq, last)
+		}
+		seen[seq] = true
+		last = seq
+		count++
+	}
+	if !caps.Reliable {
+		t.Logf("%d of %d frames arrived, %d duplicates", count, n, dups)
+		if count < n*9/10 {
+			t.Fatalf("only %d of %d frames arrived on loopback, want at least 90%%", count, n)
+		}
+	}
+	return count
+}

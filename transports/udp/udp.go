@@ -1,0 +1,300 @@
+// Package udp moves evbench frames over UDP (RFC 768), registered as "udp".
+//
+// Each frame travels as one datagram behind a 1-byte kind header, with no
+// retransmission and no ordering: the loss and reordering that the network
+// (or the receiver's socket buffer) causes are what evbench measures, so
+// every datagram this package discards itself is counted (see Stats).
+//
+// The largest frame is MaxFrameBytes = 1500 − 20 − 8 − 1 = 1471 bytes: a
+// 1500-byte Ethernet MTU minus the IPv4 header (RFC 791, no options), the
+// UDP header and the kind byte, so that no DATA datagram is fragmented. A
+// larger WriteFrame is refused with an error wrapping
+// transports.ErrFrameTooLarge and nothing is sent.
+//
+// Sessions: Dial sends HELLO with a random nonce every Options.HelloInterval
+// until the server answers HELLO-ACK, so Dial fails promptly with
+// ECONNREFUSED when nothing listens and with the context's error when the
+// server stays silent. The Listener owns one unconnected socket and a read
+// goroutine that demultiplexes datagrams by source address into per-peer
+// Conns, each with a bounded inbound queue. Both ends send KEEPALIVE after
+// Options.KeepaliveInterval without sending anything, declare the peer gone
+// (ErrIdleTimeout) after Options.IdleTimeout without hearing from it, and
+// send BYE on Close so that the peer's ReadFrame returns io.EOF.
+//
+// Socket buffers: SO_RCVBUF and SO_SNDBUF are requested at 4 MiB by default
+// and the size the kernel granted is read back with getsockopt and reported
+// in Stats, together with the kernel's count of datagrams dropped for a full
+// receive buffer (SO_RXQ_OVFL, Linux), so that a report can tell loss in the
+// receive buffer from loss elsewhere.
+package udp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/evbench/evbench/transports"
+)
+
+// Name is the registry name of this transport.
+const Name = "udp"
+
+// Defaults used for the zero fields of Options.
+const (
+	DefaultKeepaliveInterval = time.Second
+	DefaultIdleTimeout       = 5 * time.Second
+	DefaultHelloInterval     = 100 * time.Millisecond
+	DefaultQueueFrames       = 4096
+	DefaultAcceptBacklog     = 1024
+	DefaultSocketBufferBytes = 4 << 20 // 4 MiB
+)
+
+// Options configures the transport. The zero value of every field means
+// its default; negative values are an error from Listen and Dial.
+type Options struct {
+	// KeepaliveInterval is how long a side may send nothing before it sends
+	// a KEEPALIVE. Default 1 s.
+	KeepaliveInterval time.Duration
+	// IdleTimeout is how long a peer may send nothing before it is
+	// considered gone: ReadFrame returns an error wrapping ErrIdleTimeout.
+	// The silence is confirmed a tenth of IdleTimeout after it is first
+	// seen, so that a process that stalled reads what arrived meanwhile;
+	// detection thus takes 1 to 1.1 × IdleTimeout. It must exceed
+	// KeepaliveInterval. Default 5 s.
+	IdleTimeout time.Duration
+	// HelloInterval is how often Dial resends HELLO while it waits for the
+	// HELLO-ACK; it also bounds how late Dial notices a cancelled context
+	// that has no deadline. Default 100 ms.
+	HelloInterval time.Duration
+	// QueueFrames bounds each server-side Conn's inbound queue, in frames.
+	// When it is full, an arriving DATA datagram is dropped and counted in
+	// Stats.QueueFullDrops. The queue grows on demand up to this bound.
+	// Default 4096.
+	QueueFrames int
+	// AcceptBacklog is how many new Conns may wait for Accept. A HELLO that
+	// finds the backlog full is ignored (counted in Stats.BacklogDrops) and
+	// the client retries it. Default 1024.
+	AcceptBacklog int
+	// ReadBufferBytes is the SO_RCVBUF size requested for every socket.
+	// The kernel may grant less (Linux caps it at net.core.rmem_max); Stats
+	// reports what it granted. Default 4 MiB.
+	ReadBufferBytes int
+	// WriteBufferBytes is the SO_SNDBUF size requested for every socket.
+	// Default 4 MiB.
+	WriteBufferBytes int
+}
+
+// withDefaults returns o with every zero field set to its default, or an
+// error naming the first invalid field.
+func (o Options) withDefaults() (Options, error) {
+	durs := []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"KeepaliveInterval", &o.KeepaliveInterval, DefaultKeepaliveInterval},
+		{"IdleTimeout", &o.IdleTimeout, DefaultIdleTimeout},
+		{"HelloInterval", &o.HelloInterval, DefaultHelloInterval},
+	}
+	for _, d := range durs {
+		if *d.v < 0 {
+			return o, fmt.Errorf("udp: Options.%s is negative (%v)", d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	ints := []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"QueueFrames", &o.QueueFrames, DefaultQueueFrames},
+		{"AcceptBacklog", &o.AcceptBacklog, DefaultAcceptBacklog},
+		{"ReadBufferBytes", &o.ReadBufferBytes, DefaultSocketBufferBytes},
+		{"WriteBufferBytes", &o.WriteBufferBytes, DefaultSocketBufferBytes},
+	}
+	for _, n := range ints {
+		if *n.v < 0 {
+			return o, fmt.Errorf("udp: Options.%s is negative (%d)", n.name, *n.v)
+		}
+		if *n.v == 0 {
+			*n.v = n.def
+		}
+	}
+	if o.IdleTimeout <= o.KeepaliveInterval {
+		return o, fmt.Errorf("udp: Options.IdleTimeout (%v) must exceed KeepaliveInterval (%v)", o.IdleTimeout, o.KeepaliveInterval)
+	}
+	return o, nil
+}
+
+// Errors of this transport, for errors.Is.
+var (
+	// ErrIdleTimeout is wrapped by ReadFrame's and WriteFrame's error once
+	// the peer has sent nothing for Options.IdleTimeout.
+	ErrIdleTimeout = errors.New("udp: peer idle timeout")
+	// ErrPeerClosed is wrapped by WriteFrame's error once the peer has sent
+	// BYE (ReadFrame then returns io.EOF).
+	ErrPeerClosed = errors.New("udp: peer closed the session")
+)
+
+// Stats is a snapshot of the counters of a Listener or a Conn. Counts are
+// datagrams since the socket was opened.
+type Stats struct {
+	// QueueFullDrops counts DATA datagrams discarded because the receiving
+	// Conn's inbound queue held Options.QueueFrames frames (its reader fell
+	// behind). Server side only.
+	QueueFullDrops uint64
+	// UnknownPeerDrops counts DATA datagrams from an address with no open
+	// Conn: it never sent HELLO, or its Conn was closed or timed out.
+	// Listener only.
+	UnknownPeerDrops uint64
+	// MalformedDrops counts datagrams with an unknown kind or a length that
+	// does not fit their kind (including DATA over MaxFrameBytes).
+	MalformedDrops uint64
+	// BacklogDrops counts HELLOs ignored because Options.AcceptBacklog
+	// Conns were waiting for Accept. Listener only.
+	BacklogDrops uint64
+	// KernelDrops counts datagrams the kernel discarded because the
+	// socket's receive buffer was full (SO_RXQ_OVFL, socket(7); Linux only,
+	// 0 elsewhere). The kernel reports the count along with the next
+	// datagram it delivers, so drops after the last delivered datagram are
+	// not visible yet. A server-side Conn reports its Listener's socket.
+	KernelDrops uint64
+	// ReadBufferRequestedBytes and ReadBufferGrantedBytes are the SO_RCVBUF
+	// size asked for and the size getsockopt reports afterwards. Linux
+	// reports twice the usable size (it counts its bookkeeping overhead) and
+	// caps the request at net.core.rmem_max, so a grant below twice the
+	// request means the cap bit. Granted is 0 where it cannot be read.
+	ReadBufferRequestedBytes, ReadBufferGrantedBytes int
+	// WriteBufferRequestedBytes and WriteBufferGrantedBytes are the same
+	// for SO_SNDBUF (capped at net.core.wmem_max on Linux).
+	WriteBufferRequestedBytes, WriteBufferGrantedBytes int
+}
+
+// Dropped is the number of datagrams that reached the socket and were
+// discarded by this package: QueueFullDrops + UnknownPeerDrops +
+// MalformedDrops + BacklogDrops. KernelDrops, which never reached it, are
+// not included.
+func (s Stats) Dropped() uint64 {
+	return s.QueueFullDrops + s.UnknownPeerDrops + s.MalformedDrops + s.BacklogDrops
+}
+
+// Transport is the "udp" transport. Its methods are safe for concurrent use.
+type Transport struct {
+	opts Options // as given; defaults are applied by Listen and Dial
+}
+
+var _ transports.Transport = (*Transport)(nil)
+
+// New returns a udp Transport configured by opts (zero fields mean their
+// defaults).
+func New(opts Options) transports.Transport { return &Transport{opts: opts} }
+
+func init() { transports.Register(New(Options{})) }
+
+// Name returns "udp".
+func (t *Transport) Name() string { return Name }
+
+// Caps reports an unreliable, unordered, unencrypted datagram transport
+// whose frames are at most MaxFrameBytes.
+func (t *Transport) Caps() transports.Caps {
+	return transports.Caps{Datagram: true, MaxFrame: MaxFrameBytes}
+}
+
+// Listen opens an unconnected UDP socket on addr ("127.0.0.1:0" picks a
+// free port) and starts demultiplexing it. ctx bounds only the set-up. The
+// result is a *Listener.
+func (t *Transport) Listen(ctx context.Context, addr string) (transports.Listener, error) {
+	opts, err := t.opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	var lc net.ListenConfig
+	pc, err := lc.ListenPacket(ctx, "udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("udp: listen %s: %w", addr, err)
+	}
+	sock := pc.(*net.UDPConn)
+	sizes, err := configureSocket(sock, opts)
+	if err != nil {
+		sock.Close()
+		return nil, fmt.Errorf("udp: listen %s: %w", addr, err)
+	}
+	return newListener(opts, sock, sizes), nil
+}
+
+// Dial opens a connected UDP socket to addr and performs the HELLO
+// handshake, resending HELLO every Options.HelloInterval until the
+// HELLO-ACK arrives or ctx is done. It fails with an error wrapping
+// syscall.ECONNREFUSED when nothing listens on addr (or the Listener is
+// closed), and with one wrapping ctx.Err() when no answer comes in time.
+// The result is a *Conn.
+func (t *Transport) Dial(ctx context.Context, addr string) (transports.Conn, error) {
+	opts, err := t.opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("udp: dial %s: %w", addr, err)
+	}
+	sock := nc.(*net.UDPConn)
+	sizes, err := configureSocket(sock, opts)
+	if err != nil {
+		sock.Close()
+		return nil, fmt.Errorf("udp: dial %s: %w", addr, err)
+	}
+	c := newClientConn(opts, sock, sizes, rand.Uint64())
+	if err := c.handshake(ctx); err != nil {
+		c.timer.Stop()
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			// The server may have created a session whose HELLO-ACK was lost.
+			sock.Write(byeDatagram)
+		}
+		sock.Close()
+		return nil, fmt.Errorf("udp: dial %s: %w", addr, err)
+	}
+	c.startTimer()
+	return c, nil
+}
+
+// configureSocket requests the socket buffer sizes, reads back what was
+// granted and enables the kernel drop counter where there is one.
+func configureSocket(sock *net.UDPConn, opts Options) (bufferSizes, error) {
+	s := bufferSizes{readRequested: opts.ReadBufferBytes, writeRequested: opts.WriteBufferBytes}
+	if err := sock.SetReadBuffer(opts.ReadBufferBytes); err != nil {
+		return s, fmt.Errorf("set SO_RCVBUF: %w", err)
+	}
+	if err := sock.SetWriteBuffer(opts.WriteBufferBytes); err != nil {
+		return s, fmt.Errorf("set SO_SNDBUF: %w", err)
+	}
+	s.readGranted, s.writeGranted = grantedBuffers(sock)
+	if err := enableDropCounter(sock); err != nil {
+		return s, fmt.Errorf("enable SO_RXQ_OVFL: %w", err)
+	}
+	return s, nil
+}
+
+// bufferSizes records the socket buffer sizes requested and granted.
+type bufferSizes struct {
+	readRequested, readGranted   int
+	writeRequested, writeGranted int
+}
+
+func (b bufferSizes) fill(s *Stats) {
+	s.ReadBufferRequestedBytes, s.ReadBufferGrantedBytes = b.readRequested, b.readGranted
+	s.WriteBufferRequestedBytes, s.WriteBufferGrantedBytes = b.writeRequested, b.writeGranted
+}
+
+// epoch anchors now: time.Since reads the monotonic clock.
+var epoch = time.Now()
+
+// now is monotonic time in nanoseconds since epoch, cheap enough for every
+// datagram and storable in an atomic.Int64.
+func now() int64 { return int64(time.Since(epoch)) }

@@ -87,10 +87,12 @@ func Run(ctx context.Context, tr transports.Transport, sc Scenario) (results.Res
 	var wg sync.WaitGroup
 	for p := range max(sc.Publishers, 0) {
 		sched := Schedule{StartNs: startNs + rng.Int64N(int64(interval)), Interval: interval, EndNs: windowEnd, Grace: sc.MaxSchedLag}
+		// Drawn here, not in the goroutine: rng is not safe for concurrent use.
+		payloadSeed := rng.Uint64()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.publish(runCtx, p, sched, rng.Uint64())
+			r.publish(runCtx, p, sched, payloadSeed)
 		}()
 	}
 	wg.Wait()

@@ -117,15 +117,27 @@ func (s Scenario) Validate(name string, caps *transports.Caps) error {
 	case s.RoomsPerClient < 1 || s.RoomsPerClient > s.Rooms:
 		return bad("rooms-per-client must be between 1 and rooms (%d), got %d", s.Rooms, s.RoomsPerClient)
 	case s.Publishers < -1 || s.Publishers > s.Clients:
-		return bad("publishers must be between 0 and clients (%d), got %d", s.Clients, s.Publishers)
+		return bad("publishers must be -1 (none) or between 1 and clients (%d), got %d", s.Clients, s.Publishers)
 	case !(s.RateEPS > 0) || s.RateEPS > 1e7:
 		return bad("rate must be above 0 and at most 10,000,000 events/s per publisher, got %v", s.RateEPS)
 	case s.AckEvery < -1:
 		return bad("ack-every must be -1 (never) or at least 1, got %d", s.AckEvery)
 	case s.PayloadBytes < 0 || s.PayloadBytes > transports.MaxPayloadBytes:
 		return bad("payload must be between 0 and %d bytes, got %d", transports.MaxPayloadBytes, s.PayloadBytes)
-	case s.Duration <= 0 || s.Warmup < 0 || s.Drain < 0:
-		return bad("duration must be positive and warmup, drain not negative (got %v, %v, %v)", s.Duration, s.Warmup, s.Drain)
+	case s.Duration <= 0:
+		return bad("duration must be positive, got %v", s.Duration)
+	case s.Warmup < 0:
+		return bad("warmup must not be negative, got %v", s.Warmup)
+	case s.Drain < 0:
+		return bad("drain must not be negative, got %v", s.Drain)
+	case s.MaxSchedLag < 0:
+		return bad("max-sched-lag must not be negative, got %v", s.MaxSchedLag)
+	case s.SendQueue < 1:
+		return bad("send-queue must be at least 1 frame, got %d", s.SendQueue)
+	case s.SlowConsumer != transports.DropOldest && s.SlowConsumer != transports.Disconnect:
+		return bad("slow-consumer must be drop-oldest or disconnect, got %d", s.SlowConsumer)
+	case s.ConnectTimeout < 0:
+		return bad("connect-timeout must not be negative, got %v", s.ConnectTimeout)
 	}
 	if caps != nil {
 		if n := s.EventFrameBytes(); n > caps.MaxFrame {

@@ -95,8 +95,8 @@
 //     upper percentiles are lower bounds.
 //   - queue_drops (deliveries): deliveries the server dropped under its
 //     slow-consumer policy (a subset of missed).
-//   - ack_timeouts (emits): emits that asked for an acknowledgement and got
-//     none within the ack timeout.
+//   - ack_timeouts (emits): emits that asked for an acknowledgement and had
+//     none by the end of the drain window.
 //   - error (text): why the row's measurement failed; empty when it did not.
 //     May hold commas, quotes and line breaks, quoted as RFC 4180 says.
 package results

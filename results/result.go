@@ -105,8 +105,8 @@ type Result struct {
 	// QueueDrops counts deliveries dropped by the server's slow-consumer
 	// policy (queue_drops).
 	QueueDrops int64
-	// AckTimeouts counts acknowledged emits whose ACK did not arrive within
-	// the ack timeout (ack_timeouts).
+	// AckTimeouts counts emits that asked for an ACK and had none by the
+	// end of the drain window (ack_timeouts).
 	AckTimeouts int64
 	// Error says why the row's measurement failed; empty when it did not
 	// (error). It may hold any text; the CSV quotes it. A CSV reader turns a

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -49,10 +50,11 @@ type Client struct {
 	pending map[uint64]pendingAck
 	nextAck uint64
 
-	hello chan uint64
-	done  chan struct{}
-	err   error // why the read loop ended; read after done is closed
-	once  sync.Once
+	hello   chan uint64
+	done    chan struct{}
+	err     error // why the read loop ended; read after done is closed
+	once    sync.Once
+	closing atomic.Bool // Close has begun
 }
 
 type pendingAck struct {
@@ -276,6 +278,11 @@ func (c *Client) readLoop() {
 			break
 		}
 	}
+	if c.closing.Load() && isEOF(err) {
+		// The server, answering our BYE, closed its side before Close
+		// closed ours: the connection still ended because of Close.
+		err = fmt.Errorf("client closed: %w", net.ErrClosed)
+	}
 	c.err = err
 	c.conn.Close()
 	close(c.done)
@@ -286,6 +293,7 @@ func (c *Client) readLoop() {
 // safe to call more than once.
 func (c *Client) Close() error {
 	c.once.Do(func() {
+		c.closing.Store(true)
 		if c.wmu.TryLock() {
 			c.writeLocked(&Frame{Type: FrameBye})
 			c.wmu.Unlock()

@@ -79,9 +79,10 @@ type HubStats struct {
 type Hub struct {
 	cfg HubConfig
 
-	mu         sync.RWMutex // guards namespaces, room membership changes, sessions
+	mu         sync.RWMutex // guards namespaces, room membership changes, sessions, greeting
 	namespaces map[string]*namespace
 	sessions   map[uint64]*session
+	greeting   map[*Conn]struct{} // accepted connections whose HELLO has not been read
 	closed     bool
 
 	nextID         atomic.Uint64
@@ -107,7 +108,7 @@ func NewHub(cfg HubConfig) *Hub {
 	if cfg.SendQueue <= 0 {
 		cfg.SendQueue = 4096
 	}
-	h := &Hub{cfg: cfg, namespaces: map[string]*namespace{}, sessions: map[uint64]*session{}}
+	h := &Hub{cfg: cfg, namespaces: map[string]*namespace{}, sessions: map[uint64]*session{}, greeting: map[*Conn]struct{}{}}
 	h.frames.New = func() any { return &outFrame{b: make([]byte, 0, 512), hub: h} }
 	return h
 }
@@ -130,20 +131,25 @@ func (h *Hub) Serve(ctx context.Context, ln Listener) error {
 			c.Close()
 			return nil
 		}
+		h.greeting[&c] = struct{}{}
 		h.wg.Add(1)
 		h.mu.Unlock()
 		go func() {
 			defer h.wg.Done()
-			h.serveConn(c)
+			h.serveConn(&c)
 		}()
 	}
 }
 
-// Close closes every connection and waits for their goroutines to end. The
-// Hub accepts no connection afterwards.
+// Close closes every connection, including those that have not sent their
+// HELLO yet, and waits for their goroutines to end. The Hub accepts no
+// connection afterwards.
 func (h *Hub) Close() error {
 	h.mu.Lock()
 	h.closed = true
+	for c := range h.greeting {
+		(*c).Close() // unblocks the ReadFrame waiting for its HELLO
+	}
 	ss := make([]*session, 0, len(h.sessions))
 	for _, s := range h.sessions {
 		ss = append(ss, s)
@@ -212,9 +218,14 @@ func (h *Hub) encode(f *Frame, refs int) (*outFrame, error) {
 	return o, nil
 }
 
-func (h *Hub) serveConn(c Conn) {
+// serveConn serves *cp, which Serve entered in h.greeting.
+func (h *Hub) serveConn(cp *Conn) {
+	c := *cp
 	var f Frame
 	p, err := c.ReadFrame()
+	h.mu.Lock()
+	delete(h.greeting, cp) // from here on, register refuses c once the Hub is closed
+	h.mu.Unlock()
 	if err == nil {
 		err = DecodeFrame(p, &f)
 	}
@@ -242,7 +253,12 @@ func (h *Hub) serveConn(c Conn) {
 	s.close(err)
 }
 
+// connError counts and reports the error that ended a connection; a clean
+// end (end of stream, or the connection closed on our side) is neither.
 func (h *Hub) connError(id uint64, err error) {
+	if errors.Is(err, net.ErrClosed) || isEOF(err) {
+		return
+	}
 	if errors.Is(err, ErrMalformed) || errors.Is(err, ErrFrameTooLarge) {
 		h.protocolErrors.Add(1)
 	}
@@ -424,7 +440,7 @@ func (s *session) close(err error) {
 		h.mu.Unlock()
 		s.conn.Close()
 		close(s.done)
-		if err != nil && !errors.Is(err, net.ErrClosed) && !isEOF(err) {
+		if err != nil {
 			h.connError(s.id, err)
 		}
 	})

@@ -30,24 +30,34 @@ Usage:
 Run 'evbench run --help' for the flags of run.
 `
 
-// Main runs the evbench command line with args (without the program name)
-// and returns the exit code: 0 ok, 1 failed measurement, 2 usage error.
+// Main runs the evbench command line with args (without the program name),
+// writing the results table and help to stdout and progress and errors to
+// stderr, and returns the exit code: 0 ok, 1 failed measurement, 2 usage
+// error, 130 interrupted (ctx cancelled; the rows measured so far are still
+// reported and written).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprintf(stderr, "evbench: no command given\n\n%s", usage)
 		return exitUsage
 	}
 	switch args[0] {
 	case "run":
 		return runCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
-		if len(args) > 1 && args[1] == "run" {
+		switch {
+		case len(args) == 1:
+			fmt.Fprint(stdout, usage)
+			return exitOK
+		case len(args) == 2 && args[1] == "run":
 			return runCmd(ctx, []string{"--help"}, stdout, stderr)
+		case len(args) == 2:
+			fmt.Fprintf(stderr, "evbench: no help for unknown command %q\nRun 'evbench --help' for usage.\n", args[1])
+		default:
+			fmt.Fprintf(stderr, "evbench: %s takes at most one command, got %q\nRun 'evbench --help' for usage.\n", args[0], args[1:])
 		}
-		fmt.Fprint(stdout, usage)
-		return exitOK
+		return exitUsage
 	default:
-		fmt.Fprintf(stderr, "evbench: unknown command %q\n\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "evbench: unknown command %q\nRun 'evbench --help' for usage.\n", args[0])
 		return exitUsage
 	}
 }

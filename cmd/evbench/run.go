@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -31,47 +33,76 @@ func runFlags(o *runOptions) *pflag.FlagSet {
 	sc := &o.scenario
 	fs.StringSliceVar(&o.transports, "transports", []string{"tcp", "tcp+tls", "udp", "ws", "wss", "quic", "quic-dgram"},
 		"comma-separated transports to measure, one after another")
-	fs.IntVar(&sc.Clients, "clients", 50, "number of simulated clients")
-	fs.IntVar(&sc.Rooms, "rooms", 5, "number of rooms; clients are spread over them round-robin")
-	fs.IntVar(&sc.RoomsPerClient, "rooms-per-client", 1, "rooms each client joins, besides the room named by its own id")
-	fs.IntVar(&sc.Publishers, "publishers", 0, "number of clients that emit (0 means every client)")
-	fs.Float64Var(&sc.RateEPS, "rate", 10, "target emit rate of each publisher, in events/s (open loop)")
-	fs.IntVar(&sc.AckEvery, "ack-every", 10, "every Nth emit asks for an ack whose round trip is measured (0: never)")
-	fs.IntVar(&sc.PayloadBytes, "payload", 128, "payload size of each event, in bytes")
-	fs.DurationVar(&sc.Duration, "duration", 5*time.Second, "length of the measurement window")
-	fs.DurationVar(&sc.Warmup, "warmup", time.Second, "publishing time before the measurement window, not counted")
-	fs.DurationVar(&sc.Drain, "drain", 2*time.Second, "upper bound on the wait for deliveries in flight after the window")
-	fs.Int64Var(&sc.Seed, "seed", 1, "seed of the publishers' start phases and payload bytes")
-	fs.DurationVar(&sc.MaxSchedLag, "max-sched-lag", 10*time.Millisecond, "p99 publisher scheduling lag above which a row is marked saturated")
-	fs.IntVar(&sc.SendQueue, "send-queue", 4096, "server send queue per connection, in frames")
+	fs.IntVar(&sc.Clients, "clients", 50, "number of simulated clients, at least 1")
+	fs.IntVar(&sc.Rooms, "rooms", 5, "number of rooms, at least 1; clients are spread over them round-robin")
+	fs.IntVar(&sc.RoomsPerClient, "rooms-per-client", 1, "rooms each client joins (1 to --rooms), besides the room named by its own id")
+	fs.IntVar(&sc.Publishers, "publishers", 0, "number of clients that emit, at most --clients (default 0: every client)")
+	fs.Float64Var(&sc.RateEPS, "rate", 10, "target emit rate of each publisher, in events/s, above 0 (open loop)")
+	fs.IntVar(&sc.AckEvery, "ack-every", 10, "every Nth emit asks for an ack whose round trip is measured, in emits (0: never)")
+	fs.IntVar(&sc.PayloadBytes, "payload", 128, "payload size of each event, in bytes, at least 1; udp and quic-dgram cap it so an event fits one datagram")
+	fs.DurationVar(&sc.Duration, "duration", 5*time.Second, "length of the measurement window, a duration such as 500ms, 5s or 1m")
+	fs.DurationVar(&sc.Warmup, "warmup", time.Second, "publishing time before the measurement window, not counted; a duration (0: none)")
+	fs.DurationVar(&sc.Drain, "drain", 2*time.Second, "upper bound on the wait for deliveries in flight after the window; a duration (0: no wait)")
+	fs.Int64Var(&sc.Seed, "seed", 1, "seed of the publishers' start phases and payload bytes, not 0")
+	fs.DurationVar(&sc.MaxSchedLag, "max-sched-lag", 10*time.Millisecond, "p99 publisher scheduling lag above which a row is marked saturated; a positive duration")
+	fs.IntVar(&sc.SendQueue, "send-queue", 4096, "server send queue per connection, in frames, at least 1")
 	fs.StringVar(&o.slowConsumer, "slow-consumer", "drop-oldest", "what the server does when a send queue is full: drop-oldest or disconnect (drops are counted)")
-	fs.StringVarP(&o.out, "out", "o", "", "write the results as CSV (schema v1) to this file, atomically; empty: no file")
-	fs.BoolVarP(&o.quiet, "quiet", "q", false, "print no table and no progress")
+	fs.StringVarP(&o.out, "out", "o", "", "write the results as CSV (schema v1) to this file, atomically, after each transport (default: no file)")
+	fs.BoolVarP(&o.quiet, "quiet", "q", false, "print no table and no progress; errors are still printed to stderr")
 	fs.SortFlags = false
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: evbench run [flags]\n\n"+
 			"Runs a server and a fleet of clients in this process on loopback, one transport after another,\n"+
 			"and reports fan-out latency (receive time minus intended send time, so coordinated omission is\n"+
-			"corrected), throughput and missed events per transport.\n\nFlags:\n%s", fs.FlagUsages())
+			"corrected), throughput and missed events per transport. The table goes to stdout, progress and\n"+
+			"errors to stderr. Exit status: 0 ok, 1 a measurement failed, 2 usage error, 130 interrupted\n"+
+			"(the rows measured so far are still written; a second Ctrl-C exits at once).\n\nFlags:\n%s", fs.FlagUsages())
 	}
 	return fs
 }
 
-// validate turns the flags into a checked scenario and transport list.
+// validate turns the flags into a checked scenario and transport list. Every
+// value is checked here, before anything runs, because bench.Scenario reads a
+// zero field as "use the default": --rate 0 must be an error, not 10 events/s.
 func (o *runOptions) validate() ([]transports.Transport, error) {
 	sc := &o.scenario
 	switch {
-	case sc.Publishers < 0:
-		return nil, fmt.Errorf("--publishers must be 0 (every client) or more, got %d", sc.Publishers)
+	case sc.Clients < 1:
+		return nil, fmt.Errorf("--clients must be at least 1, got %d", sc.Clients)
+	case sc.Rooms < 1:
+		return nil, fmt.Errorf("--rooms must be at least 1, got %d", sc.Rooms)
+	case sc.RoomsPerClient < 1 || sc.RoomsPerClient > sc.Rooms:
+		return nil, fmt.Errorf("--rooms-per-client must be between 1 and --rooms (%d), got %d", sc.Rooms, sc.RoomsPerClient)
+	case sc.Publishers < 0 || sc.Publishers > sc.Clients:
+		return nil, fmt.Errorf("--publishers must be between 0 (every client) and --clients (%d), got %d", sc.Clients, sc.Publishers)
+	case !(sc.RateEPS > 0): // NaN too; the library bounds it above
+		return nil, fmt.Errorf("--rate must be above 0 events/s, got %v", sc.RateEPS)
 	case sc.AckEvery < 0:
 		return nil, fmt.Errorf("--ack-every must be 0 (never) or more, got %d", sc.AckEvery)
+	case sc.PayloadBytes < 1:
+		return nil, fmt.Errorf("--payload must be at least 1 byte, got %d", sc.PayloadBytes)
+	case sc.Duration <= 0:
+		return nil, fmt.Errorf("--duration must be positive, got %v", sc.Duration)
+	case sc.Warmup < 0:
+		return nil, fmt.Errorf("--warmup must not be negative, got %v", sc.Warmup)
+	case sc.Drain < 0:
+		return nil, fmt.Errorf("--drain must not be negative, got %v", sc.Drain)
 	case sc.Seed == 0:
 		return nil, errors.New("--seed must not be 0")
-	case sc.Warmup == 0:
-		sc.Warmup = -1 // no warm-up; the library's zero means its default
+	case sc.MaxSchedLag <= 0:
+		return nil, fmt.Errorf("--max-sched-lag must be positive, got %v", sc.MaxSchedLag)
+	case sc.SendQueue < 1:
+		return nil, fmt.Errorf("--send-queue must be at least 1 frame, got %d", sc.SendQueue)
 	}
+	// Map the flags' zeros to what the library understands.
 	if sc.AckEvery == 0 {
-		sc.AckEvery = -1
+		sc.AckEvery = -1 // the library's "never"
+	}
+	if sc.Warmup == 0 {
+		sc.Warmup = time.Nanosecond // the library's zero means its 1s default
+	}
+	if sc.Drain == 0 {
+		sc.Drain = time.Nanosecond // the library's zero means its 2s default
 	}
 	switch o.slowConsumer {
 	case "drop-oldest":
@@ -105,6 +136,30 @@ func (o *runOptions) validate() ([]transports.Transport, error) {
 	return trs, nil
 }
 
+// checkOutput reports, before anything runs, an -o path whose file could not
+// be written: a directory, or a directory that does not exist or is not
+// writable. It creates and removes a probe file next to path and leaves an
+// existing file at path untouched.
+func checkOutput(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("-o %s: is a directory", path)
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".probe-*")
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("-o %s: cannot create a file in %s: %w", path, dir, err)
+	}
+	f.Close()
+	if err := os.Remove(f.Name()); err != nil {
+		return fmt.Errorf("-o %s: %w", path, err)
+	}
+	return nil
+}
+
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var o runOptions
 	fs := runFlags(&o)
@@ -120,8 +175,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "evbench run: %v\nRun 'evbench run --help' for usage.\n", err)
 		return exitUsage
 	}
-	if o.scenario.Warmup < 0 {
-		o.scenario.Warmup = 0
+	if o.out != "" {
+		if err := checkOutput(o.out); err != nil {
+			fmt.Fprintf(stderr, "evbench run: %v\n", err)
+			return exitFailed
+		}
 	}
 
 	runID := newRunID()
@@ -159,7 +217,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case ctx.Err() != nil:
-		fmt.Fprintln(stderr, "evbench: interrupted; the rows measured so far were written")
+		if o.out != "" {
+			fmt.Fprintf(stderr, "evbench: interrupted; the rows measured so far (%d) are in %s\n", len(rows), o.out)
+		} else {
+			fmt.Fprintln(stderr, "evbench: interrupted")
+		}
 		return exitSignal
 	case failed:
 		return exitFailed

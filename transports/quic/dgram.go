@@ -14,9 +14,6 @@ const (
 	// inboundFrames is the capacity of the channel between a "quic-dgram"
 	// Conn's two reading goroutines and ReadFrame.
 	inboundFrames = 16
-	// copyWriteBytes is the largest control frame that WriteFrame copies
-	// behind its length to hand quic-go one write; larger frames take two.
-	copyWriteBytes = 64 << 10
 )
 
 // inbound is one frame on its way to ReadFrame.
@@ -30,10 +27,11 @@ type inbound struct {
 // receives datagrams, both feeding in.
 type dgramConn struct {
 	*base
-	in       chan inbound
-	free     chan []byte   // the stream reader's two buffers, when not in use
-	readDone chan struct{} // closed when the stream reader stops; readErr is then set
-	readErr  error
+	in        chan inbound
+	free      chan []byte   // the stream reader's two buffers, when not in use
+	readDone  chan struct{} // closed when the stream reader stops; readErr is then set
+	readErr   error
+	dgramDone chan struct{} // closed when the datagram receiver stops
 
 	held    []byte // stream buffer last returned by ReadFrame
 	holding bool   // held is to be handed back to free
@@ -44,15 +42,16 @@ var _ transports.Conn = (*dgramConn)(nil)
 
 func newDgramConn(b *base) *dgramConn {
 	c := &dgramConn{
-		base:     b,
-		in:       make(chan inbound, inboundFrames),
-		free:     make(chan []byte, 2),
-		readDone: make(chan struct{}),
+		base:      b,
+		in:        make(chan inbound, inboundFrames),
+		free:      make(chan []byte, 2),
+		readDone:  make(chan struct{}),
+		dgramDone: make(chan struct{}),
 	}
 	// Two buffers: the reader fills one while ReadFrame's caller holds the
 	// other.
-	c.free <- nil
-	c.free <- nil
+	c.free <- make([]byte, 0, DatagramMaxFrameBytes)
+	c.free <- make([]byte, 0, DatagramMaxFrameBytes)
 	go c.readStream()
 	go c.receiveDatagrams()
 	return c
@@ -61,7 +60,7 @@ func newDgramConn(b *base) *dgramConn {
 // readStream feeds control frames from the stream to in until the stream
 // fails or the Conn is closed.
 func (c *dgramConn) readStream() {
-	fr := frameReader{r: bufio.NewReaderSize(c.st, readBufferBytes)}
+	fr := frameReader{r: bufio.NewReaderSize(c.st, DatagramMaxFrameBytes+lengthBytes), max: DatagramMaxFrameBytes}
 	defer close(c.readDone)
 	for {
 		var buf []byte
@@ -74,6 +73,7 @@ func (c *dgramConn) readStream() {
 		p, buf, err := fr.next(buf)
 		if err != nil {
 			c.readErr = err
+			c.streamEnded(err)
 			return
 		}
 		select {
@@ -88,6 +88,7 @@ func (c *dgramConn) readStream() {
 // receiveDatagrams feeds received datagrams to in until the connection is
 // closed. quic-go allocates each datagram; it is handed on without a copy.
 func (c *dgramConn) receiveDatagrams() {
+	defer close(c.dgramDone)
 	for {
 		p, err := c.qc.ReceiveDatagram(c.ctx)
 		if err != nil {
@@ -102,17 +103,18 @@ func (c *dgramConn) receiveDatagrams() {
 }
 
 // WriteFrame sends an event frame (transports.FrameMayDrop) as one QUIC
-// DATAGRAM frame and any other frame on the stream, length-prefixed. An
-// event frame over DatagramMaxFrameBytes, or one quic-go refuses because the
-// path's packets are smaller, is an error wrapping
-// transports.ErrFrameTooLarge; so is a control frame over
-// StreamMaxFrameBytes. After Close the error wraps net.ErrClosed. It blocks
-// while quic-go's datagram send queue (32 frames) is full.
+// DATAGRAM frame and any other frame on the stream, length-prefixed. A
+// frame of either kind over DatagramMaxFrameBytes (Caps().MaxFrame) is an
+// error wrapping transports.ErrFrameTooLarge and nothing is sent; so is an
+// event frame quic-go refuses because the path's packets are smaller than
+// 1280 bytes. Every control frame of the protocol is far smaller. After
+// Close the error wraps net.ErrClosed. It blocks while quic-go's datagram
+// send queue (32 frames) is full, and while flow control holds the stream.
 func (c *dgramConn) WriteFrame(p []byte) error {
+	if len(p) > DatagramMaxFrameBytes {
+		return tooLarge("frame", len(p), DatagramMaxFrameBytes)
+	}
 	if transports.FrameMayDrop(p) {
-		if len(p) > DatagramMaxFrameBytes {
-			return tooLarge("event frame", len(p), DatagramMaxFrameBytes)
-		}
 		if err := c.qc.SendDatagram(p); err != nil {
 			if tl, ok := errors.AsType[*quicgo.DatagramTooLargeError](err); ok {
 				return tooLarge("event frame", len(p), int(tl.MaxDatagramPayloadSize))
@@ -121,23 +123,15 @@ func (c *dgramConn) WriteFrame(p []byte) error {
 		}
 		return nil
 	}
-	if len(p) > StreamMaxFrameBytes {
-		return tooLarge("control frame", len(p), StreamMaxFrameBytes)
-	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	if c.ctx.Err() != nil {
 		return c.wrap("write", nil)
 	}
 	c.wbuf = binary.BigEndian.AppendUint32(c.wbuf[:0], uint32(len(p)))
-	if len(p) <= copyWriteBytes {
-		c.wbuf = append(c.wbuf, p...)
-	}
+	c.wbuf = append(c.wbuf, p...)
 	if _, err := c.st.Write(c.wbuf); err != nil {
 		return c.wrap("write", err)
-	}
-	if len(p) > copyWriteBytes {
-		if _, err := c.st.Write(p); err != nil {
-			return c.wrap("write", err)
-		}
 	}
 	return nil
 }
@@ -157,12 +151,24 @@ func (c *dgramConn) ReadFrame() ([]byte, error) {
 	case <-c.ctx.Done():
 		return nil, c.wrap("read", nil)
 	case <-c.readDone:
-		select {
-		case m := <-c.in:
-			return c.take(m), nil
-		default:
+		// The stream reader closed the connection (or it was closed), so
+		// the datagram receiver ends too, once it has handed on what
+		// quic-go still held.
+		for {
+			select {
+			case m := <-c.in:
+				return c.take(m), nil
+			case <-c.ctx.Done():
+				return nil, c.wrap("read", nil)
+			case <-c.dgramDone:
+				select {
+				case m := <-c.in:
+					return c.take(m), nil
+				default:
+				}
+				return nil, c.wrap("read", c.readErr)
+			}
 		}
-		return nil, c.wrap("read", c.readErr)
 	}
 }
 

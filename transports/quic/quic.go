@@ -34,6 +34,17 @@
 // size of 1280 bytes (falling back to 1200 where the path refuses 1280),
 // quic-go's default congestion control.
 //
+// # Closing
+//
+// Close finishes like a TCP close when no write is in progress: it sends
+// what is buffered and the stream's FIN, and waits up to LingerTimeout for
+// the peer, whose reader closes the connection (application error code 0)
+// when it reads the FIN, so frames written before Close are delivered; then
+// it closes the connection with code 0 ("bye"). While a write is in progress
+// (a peer that does not read holds it in flow control) Close closes at once.
+// A read ended by the peer's Close wraps io.EOF; every operation after Close
+// wraps net.ErrClosed.
+//
 // On systems where quic-go cannot raise the UDP socket buffers it logs one
 // warning per process (set QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true to
 // silence it); that is quic-go's own once-only log line.
@@ -59,24 +70,23 @@ const ALPN = "evbench"
 
 // Limits and timeouts of both transports.
 const (
-	// StreamMaxFrameBytes is the largest frame, in bytes, that travels on a
-	// stream: the largest event payload plus 64 KiB for its header and
-	// names. It is Caps().MaxFrame of "quic" and the limit for control
-	// frames of "quic-dgram".
+	// StreamMaxFrameBytes is Caps().MaxFrame of "quic", in bytes: the
+	// largest event payload plus 64 KiB for its header and names.
 	StreamMaxFrameBytes = transports.MaxPayloadBytes + 64<<10
 
-	// DatagramMaxFrameBytes is the largest event frame, in bytes, that
-	// "quic-dgram" sends as one QUIC DATAGRAM frame, and its
-	// Caps().MaxFrame. It is what quic-go's SendDatagram accepts right after
-	// the handshake at the initial packet size of 1280 bytes on IPv4 and
-	// IPv6 (1280 minus 1 byte of short header, 20 of connection ID, 16 of
-	// AEAD tag, 1 of frame type and 2 of length), measured by
-	// TestDatagramLimit. Path MTU discovery may later raise quic-go's limit;
-	// evbench does not use the extra room, so results do not depend on when
-	// discovery finished. On a path that forces quic-go's 1200-byte fallback
-	// the limit is 80 bytes lower, and WriteFrame reports the larger frames
-	// with ErrFrameTooLarge rather than dropping them.
-	DatagramMaxFrameBytes = 1240
+	// DatagramMaxFrameBytes is Caps().MaxFrame of "quic-dgram", in bytes,
+	// for frames of every kind: the largest event frame that it sends as
+	// one QUIC DATAGRAM frame. It is the payload limit quic-go's SendDatagram
+	// reports (in a DatagramTooLargeError) at its initial packet size of
+	// 1280 bytes, on IPv4 and IPv6 alike: 1280 minus 1 byte of short header,
+	// 20 of connection ID (the longest allowed; quic-go's own are 4) and 16
+	// of AEAD tag; TestDatagramLimit measures it. Path MTU discovery may
+	// later raise quic-go's limit; evbench does not use the extra room, so
+	// results do not depend on when discovery finished. On a path that
+	// forces quic-go's 1200-byte fallback the limit is 80 bytes lower, and
+	// WriteFrame reports the larger frames with ErrFrameTooLarge rather than
+	// dropping them.
+	DatagramMaxFrameBytes = 1243
 
 	// HandshakeIdleTimeout bounds the QUIC handshake's silences (quic-go
 	// aborts a handshake after twice this in total).
@@ -87,6 +97,9 @@ const (
 	// KeepAlivePeriod is how often an idle connection sends a PING frame, so
 	// that idle clients are not timed out.
 	KeepAlivePeriod = 5 * time.Second
+	// LingerTimeout bounds how long Close waits for the peer to confirm
+	// that it has read everything (see Conn.Close).
+	LingerTimeout = 500 * time.Millisecond
 	// SetupTimeout bounds how long the server waits, after the handshake,
 	// for a client's stream and preamble before it gives up on it.
 	SetupTimeout = 10 * time.Second
@@ -100,8 +113,11 @@ const (
 
 // Application error codes sent in CONNECTION_CLOSE.
 const (
-	codeBye   quicgo.ApplicationErrorCode = 0 // Close
-	codeSetup quicgo.ApplicationErrorCode = 1 // missing or wrong preamble
+	codeBye     quicgo.ApplicationErrorCode = 0 // Close
+	codeSetup   quicgo.ApplicationErrorCode = 1 // missing or wrong preamble
+	codeFraming quicgo.ApplicationErrorCode = 2 // a stream that cannot be parsed
+
+	streamCodeBye quicgo.StreamErrorCode = 0 // STOP_SENDING from Close
 )
 
 func init() {
@@ -120,9 +136,10 @@ func Stream() transports.Transport { return &transport{dgram: false} }
 // stream per client. Caps: not reliable, not ordered, datagram, encrypted,
 // MaxFrame = DatagramMaxFrameBytes.
 //
-// WriteFrame of an event frame over DatagramMaxFrameBytes returns an error
-// wrapping transports.ErrFrameTooLarge; a control frame may be up to
-// StreamMaxFrameBytes.
+// WriteFrame of any frame over DatagramMaxFrameBytes returns an error
+// wrapping transports.ErrFrameTooLarge, as transports.Caps requires of
+// MaxFrame, although the stream could carry larger control frames; the
+// protocol's control frames are at most a few hundred bytes.
 //
 // Where datagrams are lost besides the network: quic-go queues at most 32
 // outgoing datagrams per connection, and WriteFrame blocks (it does not
@@ -171,9 +188,15 @@ func (t *transport) preamble() byte {
 	return preambleStream
 }
 
+// conn is what newConn returns: a Conn that can also be aborted.
+type conn interface {
+	transports.Conn
+	abort()
+}
+
 // newConn wraps an established connection and its stream. release is called
 // once, after the connection is closed.
-func (t *transport) newConn(qc *quicgo.Conn, st *quicgo.Stream, release func()) transports.Conn {
+func (t *transport) newConn(qc *quicgo.Conn, st *quicgo.Stream, release func()) conn {
 	b := newBase(qc, st, release)
 	if t.dgram {
 		return newDgramConn(b)
@@ -337,7 +360,7 @@ func (l *listener) setUp(qc *quicgo.Conn) {
 	select {
 	case l.conns <- c:
 	case <-l.ctx.Done():
-		c.Close()
+		c.abort()
 	}
 }
 
@@ -389,12 +412,18 @@ func (l *listener) Close() error {
 }
 
 // base holds what both kinds of Conn share: the QUIC connection, its
-// stream, a lifetime context cancelled by Close, and error mapping.
+// stream, a lifetime context cancelled by Close, the graceful close, and
+// error mapping.
 type base struct {
-	qc      *quicgo.Conn
-	st      *quicgo.Stream
-	ctx     context.Context // cancelled by Close
-	cancel  context.CancelFunc
+	qc     *quicgo.Conn
+	st     *quicgo.Stream
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	// wmu is held by every write to st (WriteFrame, Flush) and by Close
+	// while it finishes the stream, which quic-go forbids concurrently with
+	// a Write. It is uncontended in steady state: one writer at a time.
+	wmu     sync.Mutex
+	flush   func() error // writes out buffered frames; nil when writes are not buffered
 	release func()
 	once    sync.Once
 }
@@ -404,31 +433,90 @@ func newBase(qc *quicgo.Conn, st *quicgo.Stream, release func()) *base {
 	return &base{qc: qc, st: st, ctx: ctx, cancel: cancel, release: release}
 }
 
-// Close closes the connection with application error code 0 ("bye"),
-// unblocking readers and writers, then frees the socket. Frames still
-// buffered or in flight may be lost. Later calls do nothing and return nil.
+// Close ends the Conn; later calls do nothing and return nil. It unblocks a
+// pending ReadFrame at once (cancelling the stream's read side, RFC 9000
+// STOP_SENDING) and a pending WriteFrame or Flush by closing the
+// connection.
+//
+// When no write is in progress, Close first finishes gracefully, like a TCP
+// close: it sends what is buffered and the stream's FIN, and waits up to
+// LingerTimeout for the peer, whose reader closes the connection when it
+// reads the FIN, so frames written before Close arrive. Then, or when a
+// write was in progress, it closes the connection with application error
+// code 0 ("bye"), which discards anything still unsent, and frees the
+// socket.
 func (b *base) Close() error {
+	b.close(true)
+	return nil
+}
+
+// abort closes the Conn at once, without lingering; the Listener uses it
+// for a Conn that Accept never returned.
+func (b *base) abort() { b.close(false) }
+
+func (b *base) close(graceful bool) {
 	b.once.Do(func() {
 		b.cancel()
+		b.st.CancelRead(streamCodeBye)
+		if graceful && b.wmu.TryLock() {
+			b.linger()
+			b.wmu.Unlock()
+		}
 		b.qc.CloseWithError(codeBye, "bye")
 		b.release()
 	})
-	return nil
+}
+
+// linger sends the buffered frames and the FIN and waits, at most
+// LingerTimeout in all, for the peer to close the connection. b.wmu is held.
+func (b *base) linger() {
+	deadline := time.Now().Add(LingerTimeout)
+	b.st.SetWriteDeadline(deadline)
+	if b.flush != nil {
+		b.flush()
+	}
+	b.st.Close()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-b.qc.Context().Done():
+	case <-t.C:
+	}
+}
+
+// streamEnded is called by the stream's reader when reading fails. Unless
+// Close caused it, the connection is closed: with code 0 after the peer's
+// FIN (the peer is closing and waits for this), with codeFraming when the
+// stream cannot be parsed. On a connection that is already closed it does
+// nothing.
+func (b *base) streamEnded(err error) {
+	if b.ctx.Err() != nil {
+		return
+	}
+	if errors.Is(err, io.EOF) {
+		b.qc.CloseWithError(codeBye, "bye")
+		return
+	}
+	b.qc.CloseWithError(codeFraming, "stream ended inside a frame or held a frame over the limit")
 }
 
 // RemoteAddr is the peer's UDP address.
 func (b *base) RemoteAddr() net.Addr { return b.qc.RemoteAddr() }
 
-// wrap maps a quic-go error: after Close it wraps net.ErrClosed; a read
-// ended by the peer's Close (code 0) wraps io.EOF; anything else is wrapped
-// as it is.
+// wrap maps an error of op ("read" or "write"): after Close it wraps
+// net.ErrClosed; a read ended by the peer's Close (its FIN, or a
+// CONNECTION_CLOSE with code 0) wraps io.EOF; anything else is wrapped as it
+// is.
 func (b *base) wrap(op string, err error) error {
 	if b.ctx.Err() != nil {
 		return fmt.Errorf("quic %s: %w", op, net.ErrClosed)
 	}
 	if op == "read" {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("quic read: the peer closed the connection: %w", err)
+		}
 		if ae, ok := errors.AsType[*quicgo.ApplicationError](err); ok && ae.Remote && ae.ErrorCode == codeBye {
-			return fmt.Errorf("quic read: connection closed by peer: %w", io.EOF)
+			return fmt.Errorf("quic read: the peer closed the connection (%w): %w", err, io.EOF)
 		}
 	}
 	return fmt.Errorf("quic %s: %w", op, err)

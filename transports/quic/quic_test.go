@@ -47,12 +47,14 @@ func pair(t testing.TB, tr transports.Transport) (client, server transports.Conn
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { client.Close() })
+	// Cleanups abort rather than Close, to skip the linger: most tests
+	// leave one end without a reader. Close itself is tested in TestClose.
+	t.Cleanup(func() { client.(conn).abort() })
 	server, err = ln.Accept(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { server.Close() })
+	t.Cleanup(func() { server.(conn).abort() })
 	return client, server
 }
 
@@ -78,12 +80,14 @@ func eventFrame(t testing.TB, total int) []byte {
 	return p
 }
 
-// controlFrame returns n bytes whose type byte is not EMIT or EVENT.
+// controlFrame returns n bytes whose type byte is not EMIT or EVENT, in a
+// pattern that repeats every 251 bytes.
 func controlFrame(n int) []byte {
-	p := make([]byte, n)
-	for i := range p {
-		p[i] = byte(i*7 + 3)
+	var pattern [251]byte
+	for i := range pattern {
+		pattern[i] = byte(i*7 + 3)
 	}
+	p := bytes.Repeat(pattern[:], n/len(pattern)+1)[:n]
 	if n >= 2 {
 		p[0], p[1] = transports.Version, byte(transports.FrameAck)
 	}
@@ -175,7 +179,7 @@ func TestRoundTrip(t *testing.T) {
 			return [][]byte{{}, {1}, controlFrame(100), eventFrame(t, 500), controlFrame(70_000), controlFrame(1 << 20)}
 		}},
 		{Datagram(), func(t *testing.T) [][]byte {
-			return [][]byte{{}, {1}, controlFrame(100), eventFrame(t, 500), controlFrame(70_000), eventFrame(t, DatagramMaxFrameBytes)}
+			return [][]byte{{}, {1}, controlFrame(100), eventFrame(t, 500), controlFrame(DatagramMaxFrameBytes), eventFrame(t, DatagramMaxFrameBytes)}
 		}},
 	}
 	for _, tt := range tests {
@@ -259,9 +263,9 @@ func TestSizeLimits(t *testing.T) {
 		{"dgram largest event", Datagram(), func(t *testing.T) []byte { return eventFrame(t, DatagramMaxFrameBytes) }, false, true},
 		{"dgram event one over", Datagram(), func(t *testing.T) []byte { return eventFrame(t, DatagramMaxFrameBytes+1) }, true, false},
 		{"dgram 2000-byte event", Datagram(), func(t *testing.T) []byte { return eventFrame(t, 2000) }, true, false},
-		{"dgram 2000-byte control", Datagram(), func(*testing.T) []byte { return controlFrame(2000) }, false, true},
-		{"dgram largest control", Datagram(), func(*testing.T) []byte { return controlFrame(StreamMaxFrameBytes) }, false, true},
-		{"dgram control one over", Datagram(), func(*testing.T) []byte { return controlFrame(StreamMaxFrameBytes + 1) }, true, false},
+		{"dgram largest control", Datagram(), func(*testing.T) []byte { return controlFrame(DatagramMaxFrameBytes) }, false, true},
+		{"dgram control one over", Datagram(), func(*testing.T) []byte { return controlFrame(DatagramMaxFrameBytes + 1) }, true, false},
+		{"dgram 2000-byte control", Datagram(), func(*testing.T) []byte { return controlFrame(2000) }, true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -407,7 +411,7 @@ func TestWireFormat(t *testing.T) {
 			}
 
 			// Client to server: a control frame and an event frame.
-			control, event := controlFrame(2000), eventFrame(t, 1000)
+			control, event := controlFrame(DatagramMaxFrameBytes), eventFrame(t, 1000)
 			for _, p := range [][]byte{control, event} {
 				if err := c.WriteFrame(p); err != nil {
 					t.Fatal(err)
@@ -469,14 +473,16 @@ func TestWireFormat(t *testing.T) {
 	}
 }
 
-// TestDatagramNotSentOnStream checks that a refused event frame leaves the
-// stream untouched: the next control frame is the first thing on it.
-func TestDatagramNotSentOnStream(t *testing.T) {
+// TestRefusedFramesNotSent checks that refused frames of quic-dgram leave
+// the stream untouched: the next control frame is the first thing on it.
+func TestRefusedFramesNotSent(t *testing.T) {
 	client, server := pair(t, Datagram())
-	if err := client.WriteFrame(eventFrame(t, 2000)); !errors.Is(err, transports.ErrFrameTooLarge) {
-		t.Fatalf("2000-byte event: %v, want ErrFrameTooLarge", err)
+	for _, p := range [][]byte{eventFrame(t, 2000), controlFrame(2000)} {
+		if err := client.WriteFrame(p); !errors.Is(err, transports.ErrFrameTooLarge) {
+			t.Fatalf("2000-byte frame (type %d): %v, want ErrFrameTooLarge", p[1], err)
+		}
 	}
-	control := controlFrame(2000)
+	control := controlFrame(DatagramMaxFrameBytes)
 	if err := client.WriteFrame(control); err != nil {
 		t.Fatal(err)
 	}
@@ -521,8 +527,8 @@ func TestClose(t *testing.T) {
 			client, _ := pair(t, tr)
 			errc := make(chan error, 1)
 			go func() {
-				p := controlFrame(1 << 20)
-				for range 64 { // 64 MiB, far beyond quic-go's windows
+				p := controlFrame(min(tr.Caps().MaxFrame, 1<<20))
+				for range (64 << 20) / len(p) { // 64 MiB, far beyond quic-go's windows
 					if err := client.WriteFrame(p); err != nil {
 						errc <- err
 						return
@@ -550,6 +556,51 @@ func TestClose(t *testing.T) {
 			server.Close()
 			if _, err := readWithin(t, client); !errors.Is(err, io.EOF) {
 				t.Fatalf("ReadFrame after the peer's Close = %v, want io.EOF", err)
+			}
+		})
+		t.Run(tr.Name()+"/frames written before Close arrive", func(t *testing.T) {
+			client, server := pair(t, tr)
+			const n = 200
+			p := controlFrame(1000)
+			for i := range n {
+				p[2] = byte(i)
+				if err := client.WriteFrame(p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := transports.Flush(client); err != nil {
+				t.Fatal(err)
+			}
+			closed := make(chan struct{})
+			go func() {
+				client.Close()
+				close(closed)
+			}()
+			for i := range n {
+				got, err := readWithin(t, server)
+				p[2] = byte(i)
+				if err != nil || !bytes.Equal(got, p) {
+					t.Fatalf("frame %d of %d: %d bytes, %v", i, n, len(got), err)
+				}
+			}
+			if _, err := readWithin(t, server); !errors.Is(err, io.EOF) {
+				t.Fatalf("ReadFrame after the last frame = %v, want io.EOF", err)
+			}
+			select {
+			case <-closed:
+			case <-time.After(testTimeout):
+				t.Fatal("Close did not return")
+			}
+		})
+		t.Run(tr.Name()+"/Close lingers at most LingerTimeout", func(t *testing.T) {
+			client, _ := pair(t, tr) // the server's application never reads
+			if err := client.WriteFrame(controlFrame(100)); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			client.Close()
+			if d := time.Since(start); d > LingerTimeout+time.Second {
+				t.Fatalf("Close took %v, LingerTimeout is %v", d, LingerTimeout)
 			}
 		})
 	}
@@ -803,6 +854,58 @@ func BenchmarkWriteRead(b *testing.B) {
 				b.Fatalf("received %d of %d frames", got, sent)
 			}
 			b.ReportMetric(float64(sent-got)/float64(sent), "lost/op")
+		})
+	}
+}
+
+// BenchmarkRoundTrip measures one frame's round trip on the stream: the
+// client writes and flushes, the server echoes, the client reads. ns/op is
+// the round-trip time. Only control frames: a lost datagram would stall the
+// loop.
+func BenchmarkRoundTrip(b *testing.B) {
+	for _, tt := range []struct {
+		tr    transports.Transport
+		bytes int
+	}{
+		{Stream(), 64},
+		{Stream(), 1024},
+		{Datagram(), 64},
+		{Datagram(), 1024},
+	} {
+		b.Run(fmt.Sprintf("%s/%dB", tt.tr.Name(), tt.bytes), func(b *testing.B) {
+			client, server := pair(b, tt.tr)
+			echoDone := make(chan struct{})
+			go func() {
+				defer close(echoDone)
+				for {
+					p, err := server.ReadFrame()
+					if err != nil {
+						return
+					}
+					if err := server.WriteFrame(p); err != nil {
+						return
+					}
+					if err := transports.Flush(server); err != nil {
+						return
+					}
+				}
+			}()
+			p := controlFrame(tt.bytes)
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := client.WriteFrame(p); err != nil {
+					b.Fatal(err)
+				}
+				if err := transports.Flush(client); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := client.ReadFrame(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			server.Close()
+			<-echoDone
 		})
 	}
 }

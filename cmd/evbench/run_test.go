@@ -1,0 +1,377 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/evbench/evbench/results"
+)
+
+// invariantsScript is the shared CSV checker, beside the repository in the
+// work tree; a clean clone does not have it.
+var invariantsScript = filepath.Join("..", "..", "..", "shared", "checks", "csv-invariants.py")
+
+// readRows reads a results CSV file back with results.ReadCSV.
+func readRows(t *testing.T, path string) []results.Result {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := results.ReadCSV(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return rows
+}
+
+// checkRow checks the invariants every measured row holds: the accounting
+// adds up, something was expected, and the latency percentiles are positive
+// and non-decreasing.
+func checkRow(t *testing.T, r results.Result) {
+	t.Helper()
+	if r.Expected <= 0 {
+		t.Errorf("%s: expected = %d, want > 0", r.Transport, r.Expected)
+	}
+	if r.Delivered+r.Missed != r.Expected {
+		t.Errorf("%s: delivered %d + missed %d != expected %d", r.Transport, r.Delivered, r.Missed, r.Expected)
+	}
+	p := []time.Duration{r.LatP50, r.LatP90, r.LatP99, r.LatP999, r.LatMax}
+	if p[0] <= 0 {
+		t.Errorf("%s: lat p50 = %v, want > 0", r.Transport, p[0])
+	}
+	for i := 1; i < len(p); i++ {
+		if p[i] < p[i-1] {
+			t.Errorf("%s: latency percentiles p50, p90, p99, p99.9, max = %v decrease", r.Transport, p)
+			break
+		}
+	}
+}
+
+// runInvariantsScript runs the shared csv-invariants.py on path, or skips
+// with the reason it cannot.
+func runInvariantsScript(t *testing.T, path string) {
+	t.Run("csv-invariants.py", func(t *testing.T) {
+		python, err := exec.LookPath("python3")
+		if err != nil {
+			t.Skip("python3 is not installed")
+		}
+		if _, err := os.Stat(invariantsScript); err != nil {
+			t.Skipf("%s is not here (a clean clone has no ../shared): %v", invariantsScript, err)
+		}
+		cmd := exec.Command(python, invariantsScript, path, "--reliable-zero-missed")
+		cmd.Env = append(os.Environ(), "LC_ALL=C")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("csv-invariants.py: %v\n%s", err, out)
+		}
+	})
+}
+
+// TestRunWritesRows runs two transports for real, in-process, and checks the
+// rows it writes.
+func TestRunWritesRows(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out.csv")
+	code, stdout, stderr := runMain(context.Background(), "run", "--transports", "tcp,udp",
+		"--clients", "10", "--rooms", "2", "--rate", "20", "--duration", "1s", "--warmup", "200ms",
+		"-o", out, "--quiet")
+	if code != exitOK {
+		t.Fatalf("exit %d, want 0; stderr:\n%s", code, stderr)
+	}
+	if stdout != "" || stderr != "" {
+		t.Errorf("--quiet printed stdout %q, stderr %q; want nothing", stdout, stderr)
+	}
+	rows := readRows(t, out)
+	if len(rows) != 2 {
+		t.Fatalf("%d rows, want 2: %+v", len(rows), rows)
+	}
+	for i, want := range []string{"tcp", "udp"} {
+		r := rows[i]
+		if r.Transport != want {
+			t.Errorf("row %d: transport %q, want %q", i, r.Transport, want)
+		}
+		if r.RunID == "" || r.RunID != rows[0].RunID {
+			t.Errorf("row %d: run_id %q, want one non-empty id for the run (%q)", i, r.RunID, rows[0].RunID)
+		}
+		if r.Clients != 10 || r.Rooms != 2 || r.RateEPS != 20 || r.Duration != time.Second || r.Publishers != 10 {
+			t.Errorf("row %d: scenario clients %d rooms %d rate %v duration %v publishers %d, want 10, 2, 20, 1s, 10",
+				i, r.Clients, r.Rooms, r.RateEPS, r.Duration, r.Publishers)
+		}
+		if r.Error != "" {
+			t.Errorf("row %d (%s): error %q", i, r.Transport, r.Error)
+		}
+		checkRow(t, r)
+	}
+	if rows[0].Missed != 0 {
+		t.Errorf("tcp missed %d events, want 0", rows[0].Missed)
+	}
+	runInvariantsScript(t, out)
+}
+
+// TestCSVUnderDecimalCommaLocale is CASES.md C14: a locale whose decimal
+// separator is ',' must not change the CSV. Go formats numbers without a
+// locale, and the test holds whether or not de_DE is installed.
+func TestCSVUnderDecimalCommaLocale(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out.csv")
+	code, _, stderr := runBinary(t, 30*time.Second, []string{"LC_ALL=de_DE.UTF-8", "LANG=de_DE.UTF-8", "LC_NUMERIC=de_DE.UTF-8"},
+		"run", "--transports", "tcp,udp", "--clients", "4", "--rooms", "2", "--rate", "12.5",
+		"--duration", "400ms", "--warmup", "100ms", "-o", out, "-q")
+	if code != 0 {
+		t.Fatalf("exit %d, want 0; stderr:\n%s", code, stderr)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := csv.NewReader(bytes.NewReader(data))
+	header, err := cr.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(header, results.Columns()) {
+		t.Errorf("header %q, want %q", header, results.Columns())
+	}
+	cr.FieldsPerRecord = len(header)
+	recs, err := cr.ReadAll()
+	if err != nil {
+		t.Fatalf("a row's field count differs from the header's %d: %v\n%s", len(header), err, data)
+	}
+	if len(recs) != 2 {
+		t.Fatalf("%d rows, want 2", len(recs))
+	}
+	text := map[string]bool{"run_id": true, "started_at": true, "transport": true, "saturated": true, "error": true}
+	number := regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
+	for _, rec := range recs {
+		for i, v := range rec {
+			col := header[i]
+			switch {
+			case col == "saturated":
+				if v != "true" && v != "false" {
+					t.Errorf("%s: saturated = %q, want true or false", rec[3], v)
+				}
+			case text[col]:
+			case strings.Contains(v, ","):
+				t.Errorf("%s: %s = %q holds a ','", rec[3], col, v)
+			case !number.MatchString(v):
+				t.Errorf("%s: %s = %q is not a plain decimal number with '.'", rec[3], col, v)
+			case strings.HasSuffix(col, "_us") && !strings.Contains(v, "."):
+				t.Errorf("%s: %s = %q, want three fraction digits after '.'", rec[3], col, v)
+			case col == "rate_eps" && v != "12.5":
+				t.Errorf("%s: rate_eps = %q, want 12.5", rec[3], v)
+			}
+		}
+	}
+	for _, r := range readRows(t, out) {
+		checkRow(t, r)
+	}
+}
+
+// TestInterruptInProcess cancels the context 1.5 s into the first of two
+// transports: Main exits 130 and the file holds the partial row.
+func TestInterruptInProcess(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out.csv")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	timer := time.AfterFunc(1500*time.Millisecond, cancel)
+	defer timer.Stop()
+	type result struct {
+		code           int
+		stdout, stderr string
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		code, stdout, stderr := runMain(ctx, "run", "--transports", "tcp,udp", "--clients", "10", "--rooms", "2",
+			"--rate", "20", "--duration", "3s", "--warmup", "200ms", "-o", out)
+		done <- result{code, stdout, stderr}
+	}()
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Main did not return within 20s of the start, 18.5s after the interrupt")
+	}
+	if res.code != exitSignal {
+		t.Errorf("exit %d, want %d; stderr:\n%s", res.code, exitSignal, res.stderr)
+	}
+	if elapsed := time.Since(start); elapsed > 8*time.Second {
+		t.Errorf("Main returned %v after the start; an interrupt must end the run within the drain bound", elapsed)
+	}
+	if !strings.Contains(res.stderr, "interrupted") || strings.Contains(res.stderr, "udp ") {
+		t.Errorf("stderr should report the interrupt and not start udp:\n%s", res.stderr)
+	}
+	if !strings.Contains(res.stdout, "transport") || !strings.Contains(res.stdout, "tcp") {
+		t.Errorf("the table of the rows measured so far is not on stdout:\n%s", res.stdout)
+	}
+	checkInterruptedFile(t, out)
+}
+
+// checkInterruptedFile checks a file written by a run of tcp,udp interrupted
+// during tcp.
+func checkInterruptedFile(t *testing.T, out string) {
+	t.Helper()
+	rows := readRows(t, out)
+	if len(rows) != 1 {
+		t.Fatalf("%d rows in %s, want 1 (tcp, interrupted): %+v", len(rows), out, rows)
+	}
+	r := rows[0]
+	if r.Transport != "tcp" || r.Error != "interrupted" {
+		t.Errorf("row: transport %q error %q, want tcp and \"interrupted\"", r.Transport, r.Error)
+	}
+	if r.Duration <= 0 || r.Duration >= 3*time.Second {
+		t.Errorf("row duration %v, want the part measured, between 0 and 3s", r.Duration)
+	}
+	checkRow(t, r)
+}
+
+// TestInterruptProcess sends SIGINT to a real evbench process: it exits 130
+// and writes the row it measured.
+func TestInterruptProcess(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("os.Interrupt cannot be sent to a process on Windows")
+	}
+	out := filepath.Join(t.TempDir(), "out.csv")
+	cmd := exec.Command(binPath, "run", "--transports", "tcp,udp", "--clients", "10", "--rooms", "2",
+		"--rate", "20", "--duration", "3s", "--warmup", "200ms", "-o", out, "-q")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		t.Fatalf("evbench ended before the interrupt: %v\n%s", err, stderr.String())
+	case <-time.After(1500 * time.Millisecond):
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-waited:
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		<-waited
+		t.Fatalf("evbench did not exit within 15s of SIGINT; stderr:\n%s", stderr.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != exitSignal {
+		t.Errorf("exit %d, want %d; stderr:\n%s", code, exitSignal, stderr.String())
+	}
+	checkInterruptedFile(t, out)
+}
+
+// TestOutputDirMissing checks that an -o file that cannot be created fails
+// with exit 1 before anything runs, names the path and leaves nothing behind.
+func TestOutputDirMissing(t *testing.T) {
+	dir := t.TempDir()
+	for _, out := range []string{filepath.Join(dir, "missing", "out.csv"), dir} {
+		start := time.Now()
+		code, stdout, stderr := runMain(context.Background(), "run", "--transports", "tcp", "--clients", "2",
+			"--rooms", "1", "--duration", "200ms", "-o", out)
+		if code != exitFailed {
+			t.Errorf("-o %s: exit %d, want %d; stderr:\n%s", out, code, exitFailed, stderr)
+		}
+		if lines := strings.Count(stderr, "\n"); lines != 1 || !strings.Contains(stderr, out) {
+			t.Errorf("-o %s: stderr %q, want one line naming the path", out, stderr)
+		}
+		if stdout != "" || strings.Contains(stderr, "events/s per publisher") {
+			t.Errorf("-o %s: stdout %q, stderr %q; want no table and no transport started", out, stdout, stderr)
+		}
+		if elapsed := time.Since(start); elapsed > 2*time.Second {
+			t.Errorf("-o %s: took %v; the path must be checked before the run", out, elapsed)
+		}
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Errorf("the directory holds %v (%v), want nothing", ents, err)
+	}
+}
+
+// TestOutputReplacedAtomically watches the -o file while a run rewrites it
+// after each transport: every read sees the old file or a complete CSV.
+// It also checks the streams: the table on stdout, progress on stderr.
+func TestOutputReplacedAtomically(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.csv")
+	const old = "old results, not a CSV of ours\n"
+	if err := os.WriteFile(out, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		code           int
+		stdout, stderr string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, stdout, stderr := runMain(context.Background(), "run", "--transports", "tcp,udp", "--clients", "4",
+			"--rooms", "1", "--duration", "500ms", "--warmup", "100ms", "-o", out)
+		done <- result{code, stdout, stderr}
+	}()
+	seen := map[int]bool{} // rows seen in complete files; -1 for the old file
+	deadline := time.After(20 * time.Second)
+	var res result
+poll:
+	for {
+		select {
+		case res = <-done:
+			break poll
+		case <-deadline:
+			t.Fatal("the run did not end within 20s")
+		case <-time.After(2 * time.Millisecond):
+		}
+		data, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatalf("while the run writes it, %s cannot be read: %v", out, err)
+		}
+		if string(data) == old {
+			seen[-1] = true
+			continue
+		}
+		rows, err := results.ReadCSV(bytes.NewReader(data))
+		if err != nil || len(rows) == 0 || !bytes.HasSuffix(data, []byte("\n")) {
+			t.Fatalf("read a partial file (%d rows, %v):\n%s", len(rows), err, data)
+		}
+		seen[len(rows)] = true
+	}
+	if res.code != exitOK {
+		t.Fatalf("exit %d, want 0; stderr:\n%s", res.code, res.stderr)
+	}
+	rows := readRows(t, out)
+	if len(rows) != 2 {
+		t.Fatalf("%d rows, want 2", len(rows))
+	}
+	if !seen[-1] {
+		t.Error("the old file was gone before the first transport finished")
+	}
+	t.Logf("states seen while polling (-1: old file, n: complete file of n rows): %v", seen)
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("replaced file: %v, %v; want the old file's mode 0600", fi, err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("%d entries in the directory, want only out.csv (no temporary or probe files)", len(ents))
+	}
+
+	// The table goes to stdout: a header and a line per transport.
+	lines := strings.Split(strings.TrimSuffix(res.stdout, "\n"), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "transport") ||
+		!strings.HasPrefix(lines[1], "tcp ") || !strings.HasPrefix(lines[2], "udp ") {
+		t.Errorf("stdout is not the table of tcp and udp:\n%s", res.stdout)
+	}
+	// Progress goes to stderr: one line per transport, then where the file is.
+	for _, want := range []string{"evbench: tcp ", "evbench: udp ", "wrote 2 rows to " + out} {
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, res.stderr)
+		}
+	}
+}

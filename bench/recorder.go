@@ -14,6 +14,10 @@ import (
 // DefaultMaxLatency. A sample above the highest value is never dropped
 // silently: it is counted as an overflow and still raises the exact maximum.
 const (
+	// maxDefaultShards caps the default shard count: four histograms of
+	// about 250 KiB each per shard, so 64 shards are about 64 MiB.
+	maxDefaultShards = 64
+
 	histLowestNs      = 1
 	histSigFigs       = 3
 	DefaultMaxLatency = 10 * time.Minute
@@ -82,11 +86,11 @@ func (c *Counts) add(o Counts) {
 }
 
 // NewRecorder returns a Recorder for the window [windowStart, windowEnd) on
-// the run clock (nanoseconds), with shards shards (0: 4 × GOMAXPROCS) and
+// the run clock (nanoseconds), with shards shards (0: 4 × GOMAXPROCS, at most 64) and
 // histograms tracking up to maxLatency (0: DefaultMaxLatency).
 func NewRecorder(windowStart, windowEnd int64, shards int, maxLatency time.Duration) *Recorder {
 	if shards <= 0 {
-		shards = 4 * runtime.GOMAXPROCS(0)
+		shards = min(4*runtime.GOMAXPROCS(0), maxDefaultShards)
 	}
 	if maxLatency <= 0 {
 		maxLatency = DefaultMaxLatency

@@ -301,9 +301,12 @@ func (r *run) fill(res *results.Result, sn Snapshot, st transports.HubStats) {
 	q := func(h interface{ ValueAtQuantile(float64) int64 }, p float64) time.Duration {
 		return time.Duration(h.ValueAtQuantile(p))
 	}
-	res.LatP50, res.LatP90 = q(sn.Latency, 50), q(sn.Latency, 90)
-	res.LatP99, res.LatP999 = q(sn.Latency, 99), q(sn.Latency, 99.9)
+	// An HDR percentile is the top of its bucket (within 0.1% at 3
+	// significant digits), so it may exceed the exact maximum by that much;
+	// clamp to the maximum, which the Recorder keeps exactly.
 	res.LatMax = time.Duration(sn.MaxLatNs)
+	lat := func(p float64) time.Duration { return min(q(sn.Latency, p), res.LatMax) }
+	res.LatP50, res.LatP90, res.LatP99, res.LatP999 = lat(50), lat(90), lat(99), lat(99.9)
 	res.LatMean = time.Duration(sn.Latency.Mean())
 	res.LatRawP99 = q(sn.RawLatency, 99)
 	res.ConnectP50, res.ConnectP99 = q(sn.Connect, 50), q(sn.Connect, 99)

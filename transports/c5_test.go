@@ -834,8 +834,9 @@ func c5Run(t *testing.T, base transports.Transport) {
 	if nServer != c5Clients+c5Pingers || nClient != c5Clients+c5Pingers {
 		t.Errorf("wrapped %d server and %d client Conns, want %d each", nServer, nClient, c5Clients+c5Pingers)
 	}
-	if gaps != 0 || backwards != 0 || bad != 0 || dupOffsets != 0 {
-		t.Errorf("sequence: %d gaps, %d backwards, %d bad events, %d duplicate offsets, want 0", gaps, backwards, bad, dupOffsets)
+	if gaps != 0 || backwards != 0 || bad != 0 || dupOffsets != 0 || inverted != 0 {
+		t.Errorf("sequence: %d gaps, %d backwards, %d bad events, %d duplicate offsets, %d offset inversions, want 0",
+			gaps, backwards, bad, dupOffsets, inverted)
 	}
 	if deliveries != wantDeliveries {
 		t.Errorf("%d deliveries, want %d (%d broadcasts × %d receivers)", deliveries, wantDeliveries, broadcasts, c5Clients-1+c5Listeners)

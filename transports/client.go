@@ -184,6 +184,21 @@ func (c *Client) Emit(ev *Frame, wantAck bool) error {
 	return err
 }
 
+// Ping sends a PING and waits for its PONG, returning the round-trip time
+// on Clock. Over a transport that is not Reliable the PING is re-sent every
+// RetryInterval and the time still counts from the first one. It returns an
+// error if the connection ends or ctx is done first.
+func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
+	pong := make(chan uint8, 1)
+	id := c.addPending(pendingAck{done: pong})
+	defer c.removePending(id)
+	sent := c.cfg.Clock()
+	if _, err := request(ctx, c, &Frame{Type: FramePing, AckID: id, SentNs: sent}, pong); err != nil {
+		return 0, err
+	}
+	return time.Duration(c.cfg.Clock() - sent), nil
+}
+
 // PendingAcks is the number of emits whose ACK has not arrived.
 func (c *Client) PendingAcks() int {
 	c.amu.Lock()
@@ -246,7 +261,7 @@ func (c *Client) readLoop() {
 			if c.cfg.OnEvent != nil {
 				c.cfg.OnEvent(&f, now)
 			}
-		case FrameAck:
+		case FrameAck, FramePong: // a PONG answers a Ping like an ACK
 			c.amu.Lock()
 			pa, ok := c.pending[f.AckID]
 			if ok && pa.done == nil {
@@ -268,7 +283,6 @@ func (c *Client) readLoop() {
 			case c.hello <- f.Sender:
 			default:
 			}
-		case FramePong:
 		case FrameBye:
 			err = fmt.Errorf("server said BYE (reason %d): %w", f.Status, net.ErrClosed)
 		default:

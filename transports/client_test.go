@@ -288,3 +288,22 @@ func (c *byeConn) Close() error {
 }
 
 func (c *byeConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+func TestClientPing(t *testing.T) {
+	for _, tr := range []transports.Transport{tcp.Plain(), udp.New(udp.Options{})} {
+		t.Run(tr.Name(), func(t *testing.T) {
+			c := startHub(t, tr, transports.HubConfig{}).dial(t, transports.ClientConfig{}).c
+			for range 3 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				rtt, err := c.Ping(ctx)
+				cancel()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rtt <= 0 || rtt > 5*time.Second {
+					t.Errorf("ping RTT = %v, want a positive figure under the timeout", rtt)
+				}
+			}
+		})
+	}
+}

@@ -15,9 +15,10 @@ import (
 type SlowConsumerPolicy uint8
 
 const (
-	// DropOldest discards the oldest queued frame to make room for the new
+	// DropOldest discards the oldest queued event to make room for the new
 	// one and counts it in HubStats.QueueDrops. The client sees a gap, which
-	// the harness counts as missed.
+	// the harness counts as missed. Control frames (HELLO, ACK, PONG) have
+	// their own queue and are never dropped.
 	DropOldest SlowConsumerPolicy = iota
 	// Disconnect closes the slow connection (socket.io's behaviour when a
 	// client's buffer overflows) and counts the frame in QueueDrops.
@@ -52,6 +53,14 @@ const DefaultNamespace = "/"
 // Disconnect policy.
 var ErrSlowConsumer = errors.New("slow consumer: send queue full")
 
+// ErrControlQueueFull is the error a connection is closed with when it has
+// ControlQueue replies (ACK, PONG) unread: it sends requests without reading.
+var ErrControlQueueFull = errors.New("control queue full: client does not read its replies")
+
+// ControlQueue is how many control frames (HELLO, ACK, PONG) each
+// connection's control queue holds; they are never dropped.
+const ControlQueue = 1024
+
 // HubStats is a snapshot of a Hub's state and counters.
 type HubStats struct {
 	Conns      int // open connections
@@ -72,10 +81,13 @@ type HubStats struct {
 // but the sender, stamped with the room's next offset; a connection that goes
 // away leaves all its rooms, and a room without members is removed.
 //
-// Each connection has one reader goroutine and one writer goroutine that
-// drains a bounded send queue (the single writer of that Conn). The
-// per-delivery path encodes each event once into a pooled, reference-counted
-// buffer shared by all recipients and does not allocate in steady state.
+// Each connection has one reader goroutine and one writer goroutine (the
+// single writer of that Conn) that drains two queues: replies (HELLO, ACK,
+// PONG) first, never dropped, then events, bounded by HubConfig.SendQueue
+// and subject to the slow-consumer policy. Every member of a room receives
+// its events in offset order. The per-delivery path encodes each event once
+// into a pooled, reference-counted buffer shared by all recipients and does
+// not allocate in steady state.
 type Hub struct {
 	cfg HubConfig
 
@@ -97,7 +109,10 @@ type namespace struct {
 }
 
 type room struct {
-	offset  atomic.Uint64
+	// mu makes stamping the next offset and queueing the event one step, so
+	// every member receives the room's events in offset order.
+	mu      sync.Mutex
+	offset  uint64                     // guarded by mu
 	members atomic.Pointer[[]*session] // copy-on-write; replaced under Hub.mu
 }
 
@@ -147,14 +162,18 @@ func (h *Hub) Serve(ctx context.Context, ln Listener) error {
 func (h *Hub) Close() error {
 	h.mu.Lock()
 	h.closed = true
+	greeting := make([]Conn, 0, len(h.greeting))
 	for c := range h.greeting {
-		(*c).Close() // unblocks the ReadFrame waiting for its HELLO
+		greeting = append(greeting, *c)
 	}
 	ss := make([]*session, 0, len(h.sessions))
 	for _, s := range h.sessions {
 		ss = append(ss, s)
 	}
 	h.mu.Unlock()
+	for _, c := range greeting {
+		c.Close() // unblocks the ReadFrame waiting for its HELLO
+	}
 	for _, s := range ss {
 		s.close(nil)
 	}
@@ -184,7 +203,8 @@ type session struct {
 	conn  Conn
 	id    uint64
 	ownID string
-	q     chan *outFrame
+	q     chan *outFrame // events, bounded by HubConfig.SendQueue, subject to the slow-consumer policy
+	ctrl  chan *outFrame // replies (HELLO, ACK, PONG), never dropped, written first
 	done  chan struct{}
 
 	once   sync.Once
@@ -284,7 +304,8 @@ func (h *Hub) register(c Conn, id uint64) (*session, error) {
 	}
 	s := &session{
 		hub: h, conn: c, id: id, ownID: strconv.FormatUint(id, 10),
-		q: make(chan *outFrame, h.cfg.SendQueue), done: make(chan struct{}),
+		q: make(chan *outFrame, h.cfg.SendQueue), ctrl: make(chan *outFrame, ControlQueue),
+		done: make(chan struct{}),
 	}
 	h.sessions[id] = s
 	h.joinLocked(s, DefaultNamespace, s.ownID)
@@ -341,6 +362,8 @@ func (h *Hub) broadcast(s *session, f *Frame) {
 	if r == nil {
 		return
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	members := *r.members.Load()
 	n := len(members)
 	for _, m := range members {
@@ -351,9 +374,9 @@ func (h *Hub) broadcast(s *session, f *Frame) {
 	if n == 0 {
 		return
 	}
+	r.offset++
 	ev := *f
-	ev.Type, ev.Sender, ev.AckID = FrameEvent, s.id, 0
-	ev.Offset = r.offset.Add(1)
+	ev.Type, ev.Sender, ev.AckID, ev.Offset = FrameEvent, s.id, 0, r.offset
 	o, err := h.encode(&ev, n)
 	if err != nil {
 		return // unreachable: a decoded frame re-encodes within the limits
@@ -365,11 +388,34 @@ func (h *Hub) broadcast(s *session, f *Frame) {
 	}
 }
 
-// reply queues a control frame for this connection.
+// reply queues a control frame for this connection. Control frames are
+// never dropped by the slow-consumer policy (a lost JOIN ack would hang the
+// client over a reliable transport); a client that fills its control queue
+// by sending requests without reading the replies is disconnected.
 func (s *session) reply(f *Frame) {
-	if o, err := s.hub.encode(f, 1); err == nil {
-		s.enqueue(o)
+	o, err := s.hub.encode(f, 1)
+	if err != nil {
+		return
 	}
+	if !s.closed.Load() {
+		select {
+		case s.ctrl <- o:
+			return
+		default:
+			s.closeAsync(ErrControlQueueFull)
+		}
+	}
+	o.release()
+}
+
+// closeAsync closes the session from a goroutine the Hub waits for, so a
+// slow Close (a WebSocket close handshake) never blocks the caller.
+func (s *session) closeAsync(err error) {
+	s.hub.wg.Add(1) // safe: the caller runs in a counted goroutine
+	go func() {
+		defer s.hub.wg.Done()
+		s.close(err)
+	}()
 }
 
 // enqueue puts o on the send queue, applying the slow-consumer policy when
@@ -384,7 +430,7 @@ func (s *session) enqueue(o *outFrame) {
 		}
 		if s.hub.cfg.SlowConsumer == Disconnect {
 			s.hub.queueDrops.Add(1) // o itself
-			go s.close(ErrSlowConsumer)
+			s.closeAsync(ErrSlowConsumer)
 			break
 		}
 		select {
@@ -397,30 +443,46 @@ func (s *session) enqueue(o *outFrame) {
 	o.release()
 }
 
-// writeLoop is the connection's single writer: it sends queued frames and
-// flushes buffered transports whenever the queue runs empty.
+// writeLoop is the connection's single writer: it sends queued frames,
+// control frames first, and flushes buffered transports whenever both
+// queues run empty.
 func (s *session) writeLoop() {
+	for {
+		var o *outFrame
+		select {
+		case o = <-s.ctrl:
+		default:
+			select {
+			case o = <-s.ctrl:
+			case o = <-s.q:
+			case <-s.done:
+				s.releaseQueued()
+				return
+			}
+		}
+		err := s.conn.WriteFrame(o.b)
+		o.release()
+		if err == nil && len(s.q) == 0 && len(s.ctrl) == 0 {
+			err = Flush(s.conn)
+		}
+		if err != nil {
+			s.close(err)
+			s.releaseQueued()
+			return
+		}
+	}
+}
+
+// releaseQueued returns the frames still queued to the pool.
+func (s *session) releaseQueued() {
 	for {
 		select {
 		case o := <-s.q:
-			err := s.conn.WriteFrame(o.b)
 			o.release()
-			if err == nil && len(s.q) == 0 {
-				err = Flush(s.conn)
-			}
-			if err != nil {
-				s.close(err)
-				return
-			}
-		case <-s.done:
-			for {
-				select {
-				case o := <-s.q:
-					o.release()
-				default:
-					return
-				}
-			}
+		case o := <-s.ctrl:
+			o.release()
+		default:
+			return
 		}
 	}
 }

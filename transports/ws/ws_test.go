@@ -497,8 +497,10 @@ func TestDialContextIsSetupOnly(t *testing.T) {
 // TestSteadyStateAllocs checks evbench case C13 directly: a write and a
 // read of a 1 KiB frame on a warmed-up Conn allocate nothing of ours on
 // either side. For wss, crypto/tls (Go 1.26) allocates one 16-byte
-// atLeastReader per TLS record it reads (tls.Conn.readFromUntil); a 1 KiB
-// frame is one record.
+// atLeastReader per read of a TLS record (tls.Conn.readFromUntil); a 1 KiB
+// frame is one record, but the record may arrive in two reads when the
+// machine is busy, so up to 2 are allowed and anything of ours would show
+// as more.
 func TestSteadyStateAllocs(t *testing.T) {
 	if testing.CoverMode() != "" {
 		t.Skip("coverage instrumentation allocates")
@@ -509,7 +511,7 @@ func TestSteadyStateAllocs(t *testing.T) {
 		maxAllocs float64
 	}{
 		{"ws", Plain(), 0},
-		{"wss", TLS(), 1},
+		{"wss", TLS(), 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			client, server, _ := pair(t, tt.tr)

@@ -276,13 +276,17 @@ func (r *run) drain() {
 	}
 }
 
-// closeClients closes every client that connected.
+// closeClients closes every client that connected, concurrently: a
+// transport's Close may wait for its peer (a WebSocket close handshake, a
+// QUIC linger), and those waits should overlap, not add up.
 func (r *run) closeClients() {
+	var wg sync.WaitGroup
 	for _, fc := range r.clients {
 		if fc != nil {
-			fc.c.Close()
+			wg.Go(func() { fc.c.Close() })
 		}
 	}
+	wg.Wait()
 }
 
 // fill writes the measurements into res.

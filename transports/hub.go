@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // SlowConsumerPolicy says what the Hub does when a connection's send queue is
@@ -171,12 +172,16 @@ func (h *Hub) Close() error {
 		ss = append(ss, s)
 	}
 	h.mu.Unlock()
+	// Close concurrently: a Conn's Close may wait for its peer (a WebSocket
+	// close handshake, a QUIC linger), and those waits should overlap.
+	var wg sync.WaitGroup
 	for _, c := range greeting {
-		c.Close() // unblocks the ReadFrame waiting for its HELLO
+		wg.Go(func() { c.Close() }) // unblocks the ReadFrame waiting for its HELLO
 	}
 	for _, s := range ss {
-		s.close(nil)
+		wg.Go(func() { s.close(nil) })
 	}
+	wg.Wait()
 	h.wg.Wait()
 	return nil
 }
@@ -344,9 +349,31 @@ func (s *session) readLoop() error {
 		case FramePing:
 			s.reply(&Frame{Type: FramePong, AckID: f.AckID, SentNs: f.SentNs})
 		case FrameBye:
-			return nil
+			return s.readToEnd()
 		default:
 			return fmt.Errorf("%w: a client may not send %v", ErrMalformed, f.Type)
+		}
+	}
+}
+
+// ByeGrace is how long the Hub waits, after a client's BYE, for the client
+// to close its side before closing the connection itself.
+const ByeGrace = 500 * time.Millisecond
+
+// readToEnd reads after a client's BYE until its end of stream, discarding
+// anything more, so that the client, not the server, closes first: a
+// transport whose Close lingers for the peer (QUIC sends its FIN and waits)
+// then sees the peer go at once instead of both sides waiting out the
+// linger. A client that does not close within ByeGrace is closed.
+func (s *session) readToEnd() error {
+	t := time.AfterFunc(ByeGrace, func() { s.close(nil) })
+	defer t.Stop()
+	for {
+		if _, err := s.conn.ReadFrame(); err != nil {
+			if isEOF(err) {
+				return nil
+			}
+			return err
 		}
 	}
 }

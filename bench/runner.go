@@ -2,8 +2,8 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -127,11 +127,10 @@ type run struct {
 	ackTimeouts int64
 }
 
-// fleetClient is one simulated client and the rooms it joined.
+// fleetClient is one simulated client and the rooms it joins.
 type fleetClient struct {
-	idx   int
 	c     *transports.Client
-	rooms []int
+	rooms []int // room indexes
 }
 
 // connect dials every client, at most 64 at a time, and joins its rooms.
@@ -152,29 +151,22 @@ func (r *run) connect(ctx context.Context, addr string) error {
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		n := 0
-		for _, e := range errs {
-			if e != nil {
-				n++
-			}
-		}
-		return fmt.Errorf("%d of %d clients failed to connect or join; first: %w", n, sc.Clients, firstErr(errs))
-	}
-	return nil
-}
-
-func firstErr(errs []error) error {
+	var first error
+	failed := 0
 	for _, e := range errs {
 		if e != nil {
-			return e
+			first = cmp.Or(first, e)
+			failed++
 		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d clients failed to connect or join; first: %w", failed, sc.Clients, first)
 	}
 	return nil
 }
 
 func (r *run) connectOne(ctx context.Context, addr string, i int) error {
-	fc := &fleetClient{idx: i}
+	fc := &fleetClient{}
 	for j := range r.sc.RoomsPerClient {
 		fc.rooms = append(fc.rooms, (i+j)%r.sc.Rooms)
 	}

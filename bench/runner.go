@@ -227,9 +227,11 @@ func (r *run) publish(ctx context.Context, p int, sched Schedule, payloadSeed ui
 		names[j] = []byte(roomName(room))
 	}
 	ev := transports.Frame{Namespace: []byte(Namespace), Name: []byte(EventName), Payload: payload}
-	// Each publisher has its own clock (same origin): its timer is reused
+	// Each publisher has its own clock (same origin): its timers are reused
 	// for every wait and shared with no one.
-	st := sched.Pace(ctx, newRealClock(r.clk.origin), func(k, due int64, lag time.Duration) error {
+	clk := newPacingClock(r.clk.origin)
+	defer clk.close()
+	st := sched.Pace(ctx, clk, func(k, due int64, lag time.Duration) error {
 		j := int(k % int64(len(fc.rooms)))
 		ev.Room, ev.Seq, ev.IntendedNs = names[j], seqs[j], due
 		seqs[j]++

@@ -62,7 +62,7 @@ type streamKey struct {
 type Counts struct {
 	Sent        int64 // measured events written by publishers
 	NotSent     int64 // measured slots never sent (publisher behind schedule)
-	SendErrors  int64 // sends that returned an error
+	SendErrors  int64 // measured slots whose write failed (not in Sent)
 	Expected    int64 // Σ over measured events of (room members at send time − 1)
 	Delivered   int64 // unique measured deliveries
 	Duplicates  int64
@@ -70,6 +70,7 @@ type Counts struct {
 	Bytes       int64 // payload bytes of unique measured deliveries
 	LatOverflow int64 // latency samples above the histogram's highest value
 	MaxLatNs    int64 // exact largest CO-corrected latency, overflow included
+	LastRecvNs  int64 // receive time of the last unique measured delivery
 }
 
 func (c *Counts) add(o Counts) {
@@ -83,6 +84,7 @@ func (c *Counts) add(o Counts) {
 	c.Bytes += o.Bytes
 	c.LatOverflow += o.LatOverflow
 	c.MaxLatNs = max(c.MaxLatNs, o.MaxLatNs)
+	c.LastRecvNs = max(c.LastRecvNs, o.LastRecvNs)
 }
 
 // NewRecorder returns a Recorder for the window [windowStart, windowEnd) on
@@ -168,6 +170,7 @@ func (r *Recorder) RecordDelivery(d *Delivery) {
 	}
 	s.c.Delivered++
 	s.c.Bytes += int64(d.PayloadBytes)
+	s.c.LastRecvNs = max(s.c.LastRecvNs, d.RecvNs)
 	lat := max(d.RecvNs-d.IntendedNs, 0)
 	s.c.MaxLatNs = max(s.c.MaxLatNs, lat)
 	if s.lat.RecordValue(lat) != nil {
@@ -177,16 +180,19 @@ func (r *Recorder) RecordDelivery(d *Delivery) {
 }
 
 // RecordSend accounts one slot of a publisher (shard = publisher index):
-// whether it was sent, how late it started (lag) and how many deliveries it
-// is expected to make (room members at send time minus the sender).
+// how late its send started (lag) and, when the write succeeded (err nil),
+// one event sent and the deliveries it is expected to make (room members at
+// send time minus the sender); a failed write counts as a send error and
+// owes nothing.
 func (r *Recorder) RecordSend(publisher int, lag time.Duration, expected int64, err error) {
 	s := r.shard(publisher)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.c.Sent++
-	s.c.Expected += expected
 	if err != nil {
 		s.c.SendErrors++
+	} else {
+		s.c.Sent++
+		s.c.Expected += expected
 	}
 	s.lag.RecordValue(min(int64(lag), r.maxLatNs))
 }

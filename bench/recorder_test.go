@@ -98,7 +98,7 @@ func TestRecordDelivery(t *testing.T) {
 		rec.RecordDelivery(&d)
 	}
 	sn := rec.Snapshot()
-	want := bench.Counts{Delivered: 7, Duplicates: 1, Reordered: 1, Bytes: 700, MaxLatNs: 160}
+	want := bench.Counts{Delivered: 7, Duplicates: 1, Reordered: 1, Bytes: 700, MaxLatNs: 160, LastRecvNs: 1560}
 	if sn.Counts != want {
 		t.Errorf("counts\n got %+v\nwant %+v", sn.Counts, want)
 	}
@@ -118,7 +118,7 @@ func TestRecordDelivery(t *testing.T) {
 	if d != sn.Delivered || e != sn.Expected || e != 4 {
 		t.Errorf("Delivered() = (%d, %d), Snapshot has (%d, %d), want expected 4", d, e, sn.Delivered, sn.Expected)
 	}
-	if sn.Sent != 2 || sn.SendErrors != 1 || sn.NotSent != 5 || sn.AckRTT.TotalCount() != 1 || sn.Connect.TotalCount() != 1 || sn.SchedLag.TotalCount() != 2 {
+	if sn.Sent != 1 || sn.SendErrors != 1 || sn.NotSent != 5 || sn.AckRTT.TotalCount() != 1 || sn.Connect.TotalCount() != 1 || sn.SchedLag.TotalCount() != 2 {
 		t.Errorf("after sends: %+v, acks %d, connects %d, lags %d", sn.Counts, sn.AckRTT.TotalCount(), sn.Connect.TotalCount(), sn.SchedLag.TotalCount())
 	}
 }

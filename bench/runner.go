@@ -110,7 +110,17 @@ func Run(ctx context.Context, tr transports.Transport, sc Scenario) (results.Res
 		res.Duration = max(measured, 0)
 	}
 	st := hub.Stats()
-	r.fill(&res, sn, st)
+	r.fill(&res, sn, st, windowStart)
+	r.lost.Lock()
+	res.Disconnects = r.lost.n
+	if r.lost.n > 0 && res.Error == "" {
+		res.Error = fmt.Sprintf("%d of %d clients disconnected during the run, so the fan-out measured is not the one asked for (first: %v)",
+			r.lost.n, sc.Clients, r.lost.first)
+	}
+	r.lost.Unlock()
+	if res.Expected == 0 && res.Error == "" {
+		res.Error = "no delivery was expected in the measurement window: no event was sent to a room with another member (raise --rate or --duration)"
+	}
 	return res, nil
 }
 
@@ -125,6 +135,12 @@ type run struct {
 
 	clients     []*fleetClient
 	ackTimeouts int64
+	closing     atomic.Bool // the harness is closing the clients
+	lost        struct {    // clients whose connection ended before closing
+		sync.Mutex
+		n     int64
+		first error
+	}
 }
 
 // fleetClient is one simulated client and the rooms it joins.
@@ -133,13 +149,16 @@ type fleetClient struct {
 	rooms []int // room indexes
 }
 
-// connect dials every client, at most 64 at a time, and joins its rooms.
+// connect dials every client, at most 32 at a time, and joins its rooms.
 func (r *run) connect(ctx context.Context, addr string) error {
 	sc := r.sc
 	r.clients = make([]*fleetClient, sc.Clients)
 	ctx, cancel := context.WithTimeout(ctx, sc.ConnectTimeout)
 	defer cancel()
-	sem := make(chan struct{}, 64)
+	// At most 32 at a time: quic-go refuses handshakes beyond its accept
+	// queue of 32 (protocol.MaxAcceptQueueSize) when they complete faster
+	// than they are accepted.
+	sem := make(chan struct{}, 32)
 	errs := make([]error, sc.Clients)
 	var wg sync.WaitGroup
 	for i := range sc.Clients {
@@ -166,10 +185,7 @@ func (r *run) connect(ctx context.Context, addr string) error {
 }
 
 func (r *run) connectOne(ctx context.Context, addr string, i int) error {
-	fc := &fleetClient{}
-	for j := range r.sc.RoomsPerClient {
-		fc.rooms = append(fc.rooms, (i+j)%r.sc.Rooms)
-	}
+	fc := &fleetClient{rooms: r.sc.rooms(i)}
 	ns := []byte(Namespace)
 	t0 := time.Now()
 	c, err := transports.Dial(ctx, r.tr, addr, transports.ClientConfig{
@@ -202,11 +218,20 @@ func (r *run) connectOne(ctx context.Context, addr string, i int) error {
 		joined = append(joined, room)
 	}
 	// A client whose connection ends leaves all its rooms (the Hub does the
-	// same); later events no longer count it as expected.
+	// same); later events no longer count it as expected. An end the harness
+	// did not cause is counted and reported.
 	go func() {
 		<-c.Done()
 		for _, room := range joined {
 			r.members[room].Add(-1)
+		}
+		if !r.closing.Load() {
+			r.lost.Lock()
+			r.lost.n++
+			if r.lost.first == nil {
+				r.lost.first = fmt.Errorf("client %d: %w", i, c.Err())
+			}
+			r.lost.Unlock()
 		}
 	}()
 	return nil
@@ -242,9 +267,6 @@ func (r *run) publish(ctx context.Context, p int, sched Schedule, payloadSeed ui
 		wantAck := r.sc.AckEvery > 0 && k%int64(r.sc.AckEvery) == 0
 		err := fc.c.Emit(&ev, wantAck)
 		if measured {
-			if err != nil {
-				expected = 0 // nothing went out, nothing is owed
-			}
 			r.rec.RecordSend(p, lag, expected, err)
 		}
 		return err
@@ -274,6 +296,7 @@ func (r *run) drain() {
 // transport's Close may wait for its peer (a WebSocket close handshake, a
 // QUIC linger), and those waits should overlap, not add up.
 func (r *run) closeClients() {
+	r.closing.Store(true)
 	var wg sync.WaitGroup
 	for _, fc := range r.clients {
 		if fc != nil {
@@ -284,15 +307,19 @@ func (r *run) closeClients() {
 }
 
 // fill writes the measurements into res.
-func (r *run) fill(res *results.Result, sn Snapshot, st transports.HubStats) {
-	res.Sent, res.NotSent = sn.Sent, sn.NotSent
+func (r *run) fill(res *results.Result, sn Snapshot, st transports.HubStats, windowStart int64) {
+	res.Sent, res.NotSent, res.SendErrors = sn.Sent, sn.NotSent, sn.SendErrors
 	res.Expected, res.Delivered = sn.Expected, sn.Delivered
 	res.Missed = sn.Expected - sn.Delivered
 	res.Duplicates, res.Reordered = sn.Duplicates, sn.Reordered
 	if sn.Expected > 0 {
 		res.LossRatio = float64(res.Missed) / float64(sn.Expected)
 	}
-	if secs := res.Duration.Seconds(); secs > 0 {
+	// Rates are over the window, or over the time the window's events took
+	// to arrive when the last of them came later (a saturated run drains a
+	// backlog), so a backlog is not counted as if delivered in the window.
+	span := max(res.Duration, time.Duration(sn.LastRecvNs-windowStart))
+	if secs := span.Seconds(); secs > 0 {
 		res.ThroughputEPS = float64(sn.Delivered) / secs
 		res.GoodputBps = float64(sn.Bytes) / secs
 	}

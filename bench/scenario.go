@@ -118,8 +118,8 @@ func (s Scenario) Validate(name string, caps *transports.Caps) error {
 		return bad("rooms-per-client must be between 1 and rooms (%d), got %d", s.Rooms, s.RoomsPerClient)
 	case s.Publishers < -1 || s.Publishers > s.Clients:
 		return bad("publishers must be -1 (none) or between 1 and clients (%d), got %d", s.Clients, s.Publishers)
-	case !(s.RateEPS > 0) || s.RateEPS > 1e7:
-		return bad("rate must be above 0 and at most 10,000,000 events/s per publisher, got %v", s.RateEPS)
+	case !(s.RateEPS >= MinRateEPS) || s.RateEPS > MaxRateEPS:
+		return bad("rate must be between %v and %v events/s per publisher, got %v", MinRateEPS, MaxRateEPS, s.RateEPS)
 	case s.AckEvery < -1:
 		return bad("ack-every must be -1 (never) or at least 1, got %d", s.AckEvery)
 	case s.PayloadBytes < 0 || s.PayloadBytes > transports.MaxPayloadBytes:
@@ -139,6 +139,10 @@ func (s Scenario) Validate(name string, caps *transports.Caps) error {
 	case s.ConnectTimeout < 0:
 		return bad("connect-timeout must not be negative, got %v", s.ConnectTimeout)
 	}
+	if s.Publishers > 0 && !s.fanOutPossible() {
+		return bad("no publisher shares a room with another client, so no event could be delivered (%d clients, %d rooms, %d per client, %d publishers): use more clients than rooms",
+			s.Clients, s.Rooms, s.RoomsPerClient, s.Publishers)
+	}
 	if caps != nil {
 		if n := s.EventFrameBytes(); n > caps.MaxFrame {
 			return bad("a %d-byte payload makes %d-byte event frames, over %s's limit of %d bytes per frame (largest payload: %d bytes)",
@@ -146,6 +150,40 @@ func (s Scenario) Validate(name string, caps *transports.Caps) error {
 		}
 	}
 	return nil
+}
+
+// Bounds of Scenario.RateEPS, in events per second per publisher.
+const (
+	MinRateEPS = 0.001 // one event in 1,000 s
+	MaxRateEPS = 1e7
+)
+
+// rooms returns client i's rooms: i, i+1, ... (mod Rooms).
+func (s Scenario) rooms(i int) []int {
+	rs := make([]int, s.RoomsPerClient)
+	for j := range rs {
+		rs[j] = (i + j) % s.Rooms
+	}
+	return rs
+}
+
+// fanOutPossible reports whether some publisher shares a room with another
+// client, i.e. whether any event could be delivered at all.
+func (s Scenario) fanOutPossible() bool {
+	members := make([]int, s.Rooms)
+	for i := range s.Clients {
+		for _, r := range s.rooms(i) {
+			members[r]++
+		}
+	}
+	for p := range s.Publishers {
+		for _, r := range s.rooms(p) {
+			if members[r] >= 2 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // EventFrameBytes is the encoded size of one of the scenario's events.

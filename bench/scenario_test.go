@@ -25,7 +25,10 @@ func TestValidate(t *testing.T) {
 	}{
 		{"zero value", bench.Scenario{}, ""},
 		{"no publishers", bench.Scenario{Publishers: -1}, ""},
-		{"every client publishes", bench.Scenario{Clients: 3, Publishers: 3}, ""},
+		{"every client publishes", bench.Scenario{Clients: 6, Publishers: 6}, ""},
+		{"no publisher shares a room", bench.Scenario{Clients: 2, Rooms: 2}, "no publisher shares a room"},
+		{"a publisher alone but another pair shares", bench.Scenario{Clients: 3, Rooms: 2, Publishers: 2}, ""},
+		{"rate too low", bench.Scenario{RateEPS: 0.0009}, "rate"},
 		{"largest payload", bench.Scenario{PayloadBytes: transports.MaxPayloadBytes}, ""},
 		{"highest rate", bench.Scenario{RateEPS: 1e7}, ""},
 		{"lowest rate", bench.Scenario{RateEPS: 1e-3}, ""},

@@ -62,6 +62,8 @@ var columns = []column{
 	appended(int64Col("lat_overflow", func(r *Result) *int64 { return &r.LatOverflow })),
 	appended(int64Col("queue_drops", func(r *Result) *int64 { return &r.QueueDrops })),
 	appended(int64Col("ack_timeouts", func(r *Result) *int64 { return &r.AckTimeouts })),
+	appended(int64Col("send_errors", func(r *Result) *int64 { return &r.SendErrors })),
+	appended(int64Col("disconnects", func(r *Result) *int64 { return &r.Disconnects })),
 	appended(strCol("error", func(r *Result) *string { return &r.Error })),
 }
 

@@ -18,7 +18,7 @@ import (
 // designV1 is DESIGN.md's schema v1 column list, verbatim.
 const designV1 = "schema, run_id, started_at, transport, clients, rooms, publishers, rate_eps, payload_bytes, duration_s, repeat, sent, expected, delivered, missed, duplicates, reordered, loss_ratio, throughput_eps, goodput_Bps, lat_p50_us, lat_p90_us, lat_p99_us, lat_p999_us, lat_max_us, lat_mean_us, lat_raw_p99_us, connect_p50_us, connect_p99_us, ack_rtt_p50_us, ack_rtt_p99_us, sched_lag_p99_us, saturated"
 
-var appendedColumns = []string{"not_sent", "lat_overflow", "queue_drops", "ack_timeouts", "error"}
+var appendedColumns = []string{"not_sent", "lat_overflow", "queue_drops", "ack_timeouts", "send_errors", "disconnects", "error"}
 
 // sampleRows returns rows that exercise every column: fractions, large
 // counts, a saturated row and an error that needs RFC 4180 quoting.
@@ -45,7 +45,7 @@ func sampleRows() []Result {
 			LatP50: 70 * time.Microsecond, LatP90: 99 * time.Microsecond, LatP99: 301 * time.Microsecond,
 			LatP999: 777 * time.Microsecond, LatMax: 3 * time.Millisecond, LatMean: 80 * time.Microsecond,
 			LatRawP99: 290 * time.Microsecond, ConnectP50: 1 * time.Nanosecond, ConnectP99: 999 * time.Nanosecond,
-			NotSent: 2, LatOverflow: 1, QueueDrops: 40, AckTimeouts: 7,
+			NotSent: 2, LatOverflow: 1, QueueDrops: 40, AckTimeouts: 7, SendErrors: 3, Disconnects: 1,
 			Error: "drain: 3 clients, \"slow\"\nsecond line, with comma",
 		},
 		{
@@ -400,6 +400,7 @@ func TestCSVReadReorderedAndExtra(t *testing.T) {
 	}
 	for i := range rows {
 		rows[i].NotSent, rows[i].LatOverflow, rows[i].QueueDrops, rows[i].AckTimeouts, rows[i].Error = 0, 0, 0, 0, ""
+		rows[i].SendErrors, rows[i].Disconnects = 0, 0
 	}
 	if !reflect.DeepEqual(got, rows) {
 		t.Fatalf("reordered read differs:\ngot  %+v\nwant %+v", got, rows)

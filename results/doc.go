@@ -59,10 +59,12 @@
 //   - reordered (deliveries): deliveries that arrived after a later sequence
 //     number of the same (sender, room).
 //   - loss_ratio (ratio from 0 to 1, decimal): missed / expected.
-//   - throughput_eps (deliveries per second, decimal): deliveries received in
-//     the measurement window divided by its length.
-//   - goodput_Bps (bytes per second, decimal): payload bytes delivered per
-//     second in the measurement window.
+//   - throughput_eps (deliveries per second, decimal): delivered divided by
+//     the window's length, or by the time from the window's start to the last
+//     of those deliveries when that is longer (a saturated run delivers a
+//     backlog after the window; it is not counted as if it came in it).
+//   - goodput_Bps (bytes per second, decimal): payload bytes of the
+//     delivered events per second, over the same span.
 //   - lat_p50_us (microseconds): median fan-out latency, receive time minus
 //     intended send time (corrected for coordinated omission).
 //   - lat_p90_us (microseconds): 90th percentile of the fan-out latency.
@@ -94,9 +96,17 @@
 //     silently. They are not in the percentiles, so when this is not 0 the
 //     upper percentiles are lower bounds.
 //   - queue_drops (deliveries): deliveries the server dropped under its
-//     slow-consumer policy (a subset of missed).
+//     slow-consumer policy, warm-up included (in the window they are part of
+//     missed).
 //   - ack_timeouts (emits): emits that asked for an acknowledgement and had
 //     none by the end of the drain window.
+//   - send_errors (emits): emits in the measurement window whose write
+//     failed; they are not counted in sent and owe no deliveries.
+//   - disconnects (clients): clients whose connection ended during the run
+//     before the harness closed it (for example under the disconnect
+//     slow-consumer policy). A client that is gone is not a member of its
+//     rooms, so later events do not expect it; when this is not 0 the row's
+//     error says so, because the fan-out measured is not the one asked for.
 //   - error (text): why the row's measurement failed; empty when it did not.
 //     May hold commas, quotes and line breaks, quoted as RFC 4180 says.
 package results

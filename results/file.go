@@ -2,6 +2,7 @@ package results
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -24,12 +25,18 @@ const newFileMode fs.FileMode = 0o644
 // left untouched; the error is returned wrapped.
 //
 // The new file keeps the permission bits of the file it replaces, or gets
-// 0644 when path did not exist. A symbolic link at path is replaced by the
-// file, not followed.
+// 0644 when path did not exist. A symbolic link at path is followed: its
+// target is replaced. A path that is, or links to, something other than a
+// regular file (a directory, a device such as /dev/null, a FIFO) is refused
+// with ErrNotRegular, because renaming over it would replace it.
 func WriteFileAtomic(path string, write func(io.Writer) error) error {
+	path, err := OutputPath(path)
+	if err != nil {
+		return err
+	}
 	dir := filepath.Dir(path)
 	mode := newFileMode
-	if fi, statErr := os.Lstat(path); statErr == nil && fi.Mode().IsRegular() {
+	if fi, statErr := os.Stat(path); statErr == nil {
 		mode = fi.Mode().Perm()
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
@@ -67,6 +74,55 @@ func WriteFileAtomic(path string, write func(io.Writer) error) error {
 	renamed = true
 	syncDir(dir)
 	return nil
+}
+
+// ErrNotRegular is wrapped by the error for an output path that exists and
+// is not a regular file.
+var ErrNotRegular = errors.New("not a regular file")
+
+// OutputPath resolves the file that WriteFileAtomic would replace for path:
+// path itself, or the target of the symbolic links it names. It returns an
+// error wrapping ErrNotRegular when that exists and is not a regular file.
+func OutputPath(path string) (string, error) {
+	// Follow links one at a time, so that a link to a file not yet there
+	// resolves to that file too (filepath.EvalSymlinks fails on it).
+	for hops := 0; ; hops++ {
+		fi, err := os.Lstat(path)
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			break
+		}
+		if hops == 40 {
+			return "", fmt.Errorf("%s: too many levels of symbolic links", path)
+		}
+		target, err := os.Readlink(path)
+		if err != nil {
+			return "", err
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		path = target
+	}
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is a %s, %w", path, fileKind(fi.Mode()), ErrNotRegular)
+	}
+	return path, nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	}
+	return "special file"
 }
 
 // syncDir makes a rename in dir durable. Failure is ignored: the new file is

@@ -57,7 +57,9 @@ type Result struct {
 	Reordered int64
 	// LossRatio is Missed / Expected, from 0 to 1 (loss_ratio).
 	LossRatio float64
-	// ThroughputEPS is deliveries per second in the window (throughput_eps).
+	// ThroughputEPS is deliveries per second: Delivered over the window, or
+	// over the time until the last of them arrived when longer
+	// (throughput_eps).
 	ThroughputEPS float64
 	// GoodputBps is payload bytes delivered per second (goodput_Bps).
 	GoodputBps float64
@@ -108,6 +110,13 @@ type Result struct {
 	// AckTimeouts counts emits that asked for an ACK and had none by the
 	// end of the drain window (ack_timeouts).
 	AckTimeouts int64
+	// SendErrors counts emits in the window whose write failed; they are
+	// not in Sent and owe no deliveries (send_errors).
+	SendErrors int64
+	// Disconnects counts clients whose connection ended during the run
+	// before the harness closed it, e.g. under the disconnect slow-consumer
+	// policy; from then on they are not expected to receive (disconnects).
+	Disconnects int64
 	// Error says why the row's measurement failed; empty when it did not
 	// (error). It may hold any text; the CSV quotes it. A CSV reader turns a
 	// CRLF inside it into LF.

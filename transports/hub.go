@@ -19,7 +19,7 @@ const (
 	// DropOldest discards the oldest queued event to make room for the new
 	// one and counts it in HubStats.QueueDrops. The client sees a gap, which
 	// the harness counts as missed. Control frames (HELLO, ACK, PONG) have
-	// their own queue and are never dropped.
+	// their own queue, which events never fill.
 	DropOldest SlowConsumerPolicy = iota
 	// Disconnect closes the slow connection (socket.io's behaviour when a
 	// client's buffer overflows) and counts the frame in QueueDrops.
@@ -36,8 +36,9 @@ func (p SlowConsumerPolicy) String() string {
 
 // HubConfig configures a Hub. The zero value works.
 type HubConfig struct {
-	// SendQueue is how many frames each connection's send queue holds;
-	// default 4096.
+	// SendQueue is how many events each connection's send queue holds;
+	// default 4096. Its reply queue (HELLO, ACK, PONG) holds as many, and
+	// at least MinReplyQueue.
 	SendQueue int
 	// SlowConsumer is the policy when a send queue is full; default DropOldest.
 	SlowConsumer SlowConsumerPolicy
@@ -54,13 +55,9 @@ const DefaultNamespace = "/"
 // Disconnect policy.
 var ErrSlowConsumer = errors.New("slow consumer: send queue full")
 
-// ErrControlQueueFull is the error a connection is closed with when it has
-// ControlQueue replies (ACK, PONG) unread: it sends requests without reading.
-var ErrControlQueueFull = errors.New("control queue full: client does not read its replies")
-
-// ControlQueue is how many control frames (HELLO, ACK, PONG) each
-// connection's control queue holds; they are never dropped.
-const ControlQueue = 1024
+// MinReplyQueue is the least number of replies (HELLO, ACK, PONG) a
+// connection's reply queue holds, whatever HubConfig.SendQueue says.
+const MinReplyQueue = 256
 
 // HubStats is a snapshot of a Hub's state and counters.
 type HubStats struct {
@@ -68,8 +65,11 @@ type HubStats struct {
 	Namespaces int // namespaces with at least one room
 	Rooms      int // rooms with at least one member, own-id rooms included
 	Members    int // room memberships, own-id rooms included
-	// QueueDrops counts frames discarded by the slow-consumer policy.
+	// QueueDrops counts events discarded by the slow-consumer policy.
 	QueueDrops uint64
+	// ReplyDrops counts replies (ACK, PONG) discarded by the policy when a
+	// connection's reply queue was full too.
+	ReplyDrops uint64
 	// ProtocolErrors counts connections closed because they sent a
 	// malformed or unexpected frame.
 	ProtocolErrors uint64
@@ -84,8 +84,9 @@ type HubStats struct {
 //
 // Each connection has one reader goroutine and one writer goroutine (the
 // single writer of that Conn) that drains two queues: replies (HELLO, ACK,
-// PONG) first, never dropped, then events, bounded by HubConfig.SendQueue
-// and subject to the slow-consumer policy. Every member of a room receives
+// PONG) first, from a queue of their own that events never fill, then
+// events, bounded by HubConfig.SendQueue; the slow-consumer policy applies
+// to a full queue of either kind. Every member of a room receives
 // its events in offset order. The per-delivery path encodes each event once
 // into a pooled, reference-counted buffer shared by all recipients and does
 // not allocate in steady state.
@@ -100,6 +101,7 @@ type Hub struct {
 
 	nextID         atomic.Uint64
 	queueDrops     atomic.Uint64
+	replyDrops     atomic.Uint64
 	protocolErrors atomic.Uint64
 	frames         sync.Pool // *outFrame
 	wg             sync.WaitGroup
@@ -198,6 +200,7 @@ func (h *Hub) Stats() HubStats {
 		}
 	}
 	st.QueueDrops = h.queueDrops.Load()
+	st.ReplyDrops = h.replyDrops.Load()
 	st.ProtocolErrors = h.protocolErrors.Load()
 	return st
 }
@@ -209,7 +212,7 @@ type session struct {
 	id    uint64
 	ownID string
 	q     chan *outFrame // events, bounded by HubConfig.SendQueue, subject to the slow-consumer policy
-	ctrl  chan *outFrame // replies (HELLO, ACK, PONG), never dropped, written first
+	ctrl  chan *outFrame // replies (HELLO, ACK, PONG), written first
 	done  chan struct{}
 
 	once   sync.Once
@@ -309,7 +312,7 @@ func (h *Hub) register(c Conn, id uint64) (*session, error) {
 	}
 	s := &session{
 		hub: h, conn: c, id: id, ownID: strconv.FormatUint(id, 10),
-		q: make(chan *outFrame, h.cfg.SendQueue), ctrl: make(chan *outFrame, ControlQueue),
+		q: make(chan *outFrame, h.cfg.SendQueue), ctrl: make(chan *outFrame, max(h.cfg.SendQueue, MinReplyQueue)),
 		done: make(chan struct{}),
 	}
 	h.sessions[id] = s
@@ -415,24 +418,17 @@ func (h *Hub) broadcast(s *session, f *Frame) {
 	}
 }
 
-// reply queues a control frame for this connection. Control frames are
-// never dropped by the slow-consumer policy (a lost JOIN ack would hang the
-// client over a reliable transport); a client that fills its control queue
-// by sending requests without reading the replies is disconnected.
+// reply queues a control frame for this connection on its own queue, which
+// events never fill, so a JOIN ack is not lost behind a flood of events. A
+// client that lets its reply queue fill up is a slow consumer too: the
+// policy applies to that queue as well, and its drops are counted in
+// HubStats.ReplyDrops (a dropped emit ACK shows as an ack timeout).
 func (s *session) reply(f *Frame) {
 	o, err := s.hub.encode(f, 1)
 	if err != nil {
 		return
 	}
-	if !s.closed.Load() {
-		select {
-		case s.ctrl <- o:
-			return
-		default:
-			s.closeAsync(ErrControlQueueFull)
-		}
-	}
-	o.release()
+	s.push(s.ctrl, o, &s.hub.replyDrops)
 }
 
 // closeAsync closes the session from a goroutine the Hub waits for, so a
@@ -445,24 +441,27 @@ func (s *session) closeAsync(err error) {
 	}()
 }
 
-// enqueue puts o on the send queue, applying the slow-consumer policy when
-// the queue is full. It never blocks: each pass either queues o or discards
-// one frame (counted in QueueDrops).
-func (s *session) enqueue(o *outFrame) {
+// enqueue puts an event on the send queue.
+func (s *session) enqueue(o *outFrame) { s.push(s.q, o, &s.hub.queueDrops) }
+
+// push puts o on q, applying the slow-consumer policy when q is full. It
+// never blocks: each pass either queues o or discards one frame, counted in
+// drops.
+func (s *session) push(q chan *outFrame, o *outFrame, drops *atomic.Uint64) {
 	for !s.closed.Load() {
 		select {
-		case s.q <- o:
+		case q <- o:
 			return
 		default:
 		}
 		if s.hub.cfg.SlowConsumer == Disconnect {
-			s.hub.queueDrops.Add(1) // o itself
+			drops.Add(1) // o itself
 			s.closeAsync(ErrSlowConsumer)
 			break
 		}
 		select {
-		case old := <-s.q: // drop the oldest to make room
-			s.hub.queueDrops.Add(1)
+		case old := <-q: // drop the oldest to make room
+			drops.Add(1)
 			old.release()
 		default:
 		}

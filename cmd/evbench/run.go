@@ -37,7 +37,7 @@ func runFlags(o *runOptions) *pflag.FlagSet {
 	fs.IntVar(&sc.Rooms, "rooms", 5, "number of rooms, at least 1; clients are spread over them round-robin")
 	fs.IntVar(&sc.RoomsPerClient, "rooms-per-client", 1, "rooms each client joins (1 to --rooms), besides the room named by its own id")
 	fs.IntVar(&sc.Publishers, "publishers", 0, "number of clients that emit, at most --clients (default 0: every client)")
-	fs.Float64Var(&sc.RateEPS, "rate", 10, "target emit rate of each publisher, in events/s, above 0 (open loop)")
+	fs.Float64Var(&sc.RateEPS, "rate", 10, "target emit rate of each publisher, in events/s, at least 0.001 (open loop)")
 	fs.IntVar(&sc.AckEvery, "ack-every", 10, "every Nth emit asks for an ack whose round trip is measured, in emits (0: never)")
 	fs.IntVar(&sc.PayloadBytes, "payload", 128, "payload size of each event, in bytes, at least 1; udp and quic-dgram cap it so an event fits one datagram")
 	fs.DurationVar(&sc.Duration, "duration", 5*time.Second, "length of the measurement window, a duration such as 500ms, 5s or 1m")
@@ -137,14 +137,16 @@ func (o *runOptions) validate() ([]transports.Transport, error) {
 }
 
 // checkOutput reports, before anything runs, an -o path whose file could not
-// be written: a directory, or a directory that does not exist or is not
+// be written: anything but a regular file (a directory, /dev/null), or in a
+// directory that does not exist or is not
 // writable. It creates and removes a probe file next to path and leaves an
 // existing file at path untouched.
 func checkOutput(path string) error {
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return fmt.Errorf("-o %s: is a directory", path)
+	resolved, err := results.OutputPath(path)
+	if err != nil {
+		return fmt.Errorf("-o: %w", err)
 	}
-	dir := filepath.Dir(path)
+	dir := filepath.Dir(resolved)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".probe-*")
 	if err != nil {
 		var pe *os.PathError
@@ -177,8 +179,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if o.out != "" {
 		if err := checkOutput(o.out); err != nil {
-			fmt.Fprintf(stderr, "evbench run: %v\n", err)
-			return exitFailed
+			fmt.Fprintf(stderr, "evbench run: %v\nRun 'evbench run --help' for usage.\n", err)
+			return exitUsage
 		}
 	}
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -272,19 +274,24 @@ func TestInterruptProcess(t *testing.T) {
 	checkInterruptedFile(t, out)
 }
 
-// TestOutputDirMissing checks that an -o file that cannot be created fails
-// with exit 1 before anything runs, names the path and leaves nothing behind.
+// TestOutputDirMissing checks that an -o file that cannot be created, or is
+// not a regular file, is a usage error (exit 2) before anything runs, with
+// one line naming the path and a hint, and leaves nothing behind.
 func TestOutputDirMissing(t *testing.T) {
 	dir := t.TempDir()
-	for _, out := range []string{filepath.Join(dir, "missing", "out.csv"), dir} {
+	fifo := filepath.Join(dir, "fifo.csv")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{filepath.Join(dir, "missing", "out.csv"), dir, fifo} {
 		start := time.Now()
 		code, stdout, stderr := runMain(context.Background(), "run", "--transports", "tcp", "--clients", "2",
 			"--rooms", "1", "--duration", "200ms", "-o", out)
-		if code != exitFailed {
-			t.Errorf("-o %s: exit %d, want %d; stderr:\n%s", out, code, exitFailed, stderr)
+		if code != exitUsage {
+			t.Errorf("-o %s: exit %d, want %d; stderr:\n%s", out, code, exitUsage, stderr)
 		}
-		if lines := strings.Count(stderr, "\n"); lines != 1 || !strings.Contains(stderr, out) {
-			t.Errorf("-o %s: stderr %q, want one line naming the path", out, stderr)
+		if first, _, _ := strings.Cut(stderr, "\n"); !strings.Contains(first, out) {
+			t.Errorf("-o %s: stderr %q, want its first line to name the path", out, stderr)
 		}
 		if stdout != "" || strings.Contains(stderr, "events/s per publisher") {
 			t.Errorf("-o %s: stdout %q, stderr %q; want no table and no transport started", out, stdout, stderr)
@@ -293,8 +300,8 @@ func TestOutputDirMissing(t *testing.T) {
 			t.Errorf("-o %s: took %v; the path must be checked before the run", out, elapsed)
 		}
 	}
-	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
-		t.Errorf("the directory holds %v (%v), want nothing", ents, err)
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 1 || ents[0].Name() != "fifo.csv" || ents[0].Type()&fs.ModeNamedPipe == 0 {
+		t.Errorf("the directory holds %v (%v), want only the FIFO, untouched", ents, err)
 	}
 }
 

@@ -1,0 +1,91 @@
+package transports_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/evbench/evbench/transports"
+)
+
+// gatedConn is a benchConn whose writes block until the gate opens: a client
+// (or a network path) that has stopped reading.
+type gatedConn struct {
+	*benchConn
+	gate chan struct{}
+}
+
+func (c *gatedConn) WriteFrame(p []byte) error {
+	select {
+	case <-c.gate:
+	case <-c.closed:
+		return context.Canceled
+	}
+	return c.benchConn.WriteFrame(p)
+}
+
+// TestSlowConsumerPolicy pins both policies exactly: a receiver whose writes
+// are stuck, a send queue of 4 events and a reply queue of MinReplyQueue. The
+// sender emits 50 events to the room and the stuck receiver sends 400 PINGs.
+func TestSlowConsumerPolicy(t *testing.T) {
+	const sendQueue, events, pings = 4, 50, 400
+	hello := encode(t, transports.Frame{Type: transports.FrameHello})
+	join := encode(t, transports.Frame{Type: transports.FrameJoin, Namespace: []byte("/"), Room: []byte("r"), AckID: 1})
+	emit := encode(t, transports.Frame{Type: transports.FrameEmit, Namespace: []byte("/"), Room: []byte("r"), Name: []byte("m")})
+	ping := encode(t, transports.Frame{Type: transports.FramePing, AckID: 9})
+
+	for _, policy := range []transports.SlowConsumerPolicy{transports.DropOldest, transports.Disconnect} {
+		t.Run(policy.String(), func(t *testing.T) {
+			hub := transports.NewHub(transports.HubConfig{SendQueue: sendQueue, SlowConsumer: policy})
+			ln := &benchListener{conns: make(chan transports.Conn), done: make(chan struct{})}
+			served := make(chan error, 1)
+			go func() { served <- hub.Serve(context.Background(), ln) }()
+			defer func() { ln.Close(); hub.Close(); <-served }()
+
+			sender := newBenchConn([][]byte{hello, join}, make(chan []byte, events))
+			stuck := &gatedConn{newBenchConn([][]byte{hello, join}, make(chan []byte, pings)), make(chan struct{})}
+			ln.conns <- sender
+			ln.conns <- stuck
+			waitStats(t, hub, "both joined", func(st transports.HubStats) bool { return st.Members == 4 })
+			// The stuck receiver's writer holds its HELLO reply; its JOIN ACK
+			// waits in the reply queue.
+			for range events {
+				sender.feed <- emit
+			}
+			waitStats(t, hub, "the events fanned out", func(st transports.HubStats) bool {
+				return st.QueueDrops >= events-sendQueue || st.Conns == 1
+			})
+			st := hub.Stats()
+			switch policy {
+			case transports.DropOldest:
+				// The queue keeps the newest 4; every older event is counted.
+				if st.QueueDrops != events-sendQueue || st.Conns != 2 {
+					t.Fatalf("Stats = %+v, want %d queue drops and both connections open", st, events-sendQueue)
+				}
+				for range pings {
+					stuck.feed <- ping
+				}
+				// The reply queue holds MinReplyQueue replies: the JOIN ACK
+				// and the PONGs; the oldest beyond that are dropped.
+				want := uint64(1 + pings - transports.MinReplyQueue)
+				st = waitStats(t, hub, "the replies queued", func(st transports.HubStats) bool { return st.ReplyDrops >= want })
+				if st.ReplyDrops != want || st.Conns != 2 {
+					t.Errorf("Stats = %+v, want %d reply drops and both connections open", st, want)
+				}
+				close(stuck.gate) // the client reads again: it gets the newest events
+				deadline := time.Now().Add(deliverTimeout)
+				for stuck.events.Load() < sendQueue && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+				if got := stuck.events.Load(); got != sendQueue {
+					t.Errorf("after the gate opened the receiver got %d events, want the %d queued", got, sendQueue)
+				}
+			case transports.Disconnect:
+				// The first event over the limit disconnects the receiver.
+				if st.Conns != 1 || st.Members != 2 || st.QueueDrops < 1 {
+					t.Errorf("Stats = %+v, want the stuck receiver gone and at least one drop", st)
+				}
+			}
+		})
+	}
+}

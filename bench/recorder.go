@@ -70,6 +70,7 @@ type Counts struct {
 	Bytes       int64 // payload bytes of unique measured deliveries
 	LatOverflow int64 // latency samples above the histogram's highest value
 	MaxLatNs    int64 // exact largest CO-corrected latency, overflow included
+	FirstRecvNs int64 // receive time of the first unique measured delivery (0: none)
 	LastRecvNs  int64 // receive time of the last unique measured delivery
 }
 
@@ -85,6 +86,9 @@ func (c *Counts) add(o Counts) {
 	c.LatOverflow += o.LatOverflow
 	c.MaxLatNs = max(c.MaxLatNs, o.MaxLatNs)
 	c.LastRecvNs = max(c.LastRecvNs, o.LastRecvNs)
+	if o.Delivered > 0 && (c.FirstRecvNs == 0 || o.FirstRecvNs < c.FirstRecvNs) {
+		c.FirstRecvNs = o.FirstRecvNs
+	}
 }
 
 // NewRecorder returns a Recorder for the window [windowStart, windowEnd) on
@@ -171,6 +175,9 @@ func (r *Recorder) RecordDelivery(d *Delivery) {
 	s.c.Delivered++
 	s.c.Bytes += int64(d.PayloadBytes)
 	s.c.LastRecvNs = max(s.c.LastRecvNs, d.RecvNs)
+	if s.c.Delivered == 1 || d.RecvNs < s.c.FirstRecvNs {
+		s.c.FirstRecvNs = d.RecvNs
+	}
 	lat := max(d.RecvNs-d.IntendedNs, 0)
 	s.c.MaxLatNs = max(s.c.MaxLatNs, lat)
 	if s.lat.RecordValue(lat) != nil {

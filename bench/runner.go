@@ -110,7 +110,7 @@ func Run(ctx context.Context, tr transports.Transport, sc Scenario) (results.Res
 		res.Duration = max(measured, 0)
 	}
 	st := hub.Stats()
-	r.fill(&res, sn, st, windowStart)
+	r.fill(&res, sn, st)
 	r.lost.Lock()
 	res.Disconnects = r.lost.n
 	if r.lost.n > 0 && res.Error == "" {
@@ -307,7 +307,7 @@ func (r *run) closeClients() {
 }
 
 // fill writes the measurements into res.
-func (r *run) fill(res *results.Result, sn Snapshot, st transports.HubStats, windowStart int64) {
+func (r *run) fill(res *results.Result, sn Snapshot, st transports.HubStats) {
 	res.Sent, res.NotSent, res.SendErrors = sn.Sent, sn.NotSent, sn.SendErrors
 	res.Expected, res.Delivered = sn.Expected, sn.Delivered
 	res.Missed = sn.Expected - sn.Delivered
@@ -316,9 +316,9 @@ func (r *run) fill(res *results.Result, sn Snapshot, st transports.HubStats, win
 		res.LossRatio = float64(res.Missed) / float64(sn.Expected)
 	}
 	// Rates are over the window, or over the time the window's events took
-	// to arrive when the last of them came later (a saturated run drains a
-	// backlog), so a backlog is not counted as if delivered in the window.
-	span := max(res.Duration, time.Duration(sn.LastRecvNs-windowStart))
+	// to arrive (first to last) when that was longer: a saturated run drains
+	// a backlog after the window, which must not count as if it came in it.
+	span := max(res.Duration, time.Duration(sn.LastRecvNs-sn.FirstRecvNs))
 	if secs := span.Seconds(); secs > 0 {
 		res.ThroughputEPS = float64(sn.Delivered) / secs
 		res.GoodputBps = float64(sn.Bytes) / secs

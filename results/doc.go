@@ -60,9 +60,9 @@
 //     number of the same (sender, room).
 //   - loss_ratio (ratio from 0 to 1, decimal): missed / expected.
 //   - throughput_eps (deliveries per second, decimal): delivered divided by
-//     the window's length, or by the time from the window's start to the last
-//     of those deliveries when that is longer (a saturated run delivers a
-//     backlog after the window; it is not counted as if it came in it).
+//     the window's length, or by the time from the first to the last of those
+//     deliveries when that is longer (a saturated run delivers a backlog
+//     after the window; it is not counted as if it came in it).
 //   - goodput_Bps (bytes per second, decimal): payload bytes of the
 //     delivered events per second, over the same span.
 //   - lat_p50_us (microseconds): median fan-out latency, receive time minus

@@ -58,7 +58,7 @@ type Result struct {
 	// LossRatio is Missed / Expected, from 0 to 1 (loss_ratio).
 	LossRatio float64
 	// ThroughputEPS is deliveries per second: Delivered over the window, or
-	// over the time until the last of them arrived when longer
+	// over the time from the first to the last of them when longer
 	// (throughput_eps).
 	ThroughputEPS float64
 	// GoodputBps is payload bytes delivered per second (goodput_Bps).

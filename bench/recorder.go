@@ -70,8 +70,11 @@ type Counts struct {
 	Bytes       int64 // payload bytes of unique measured deliveries
 	LatOverflow int64 // latency samples above the histogram's highest value
 	MaxLatNs    int64 // exact largest CO-corrected latency, overflow included
-	FirstRecvNs int64 // receive time of the first unique measured delivery (0: none)
-	LastRecvNs  int64 // receive time of the last unique measured delivery
+	// WindowRecv and WindowBytes count the unique deliveries, and their
+	// payload bytes, received inside the window, whenever their events were
+	// sent: the basis of throughput and goodput.
+	WindowRecv  int64
+	WindowBytes int64
 }
 
 func (c *Counts) add(o Counts) {
@@ -85,10 +88,8 @@ func (c *Counts) add(o Counts) {
 	c.Bytes += o.Bytes
 	c.LatOverflow += o.LatOverflow
 	c.MaxLatNs = max(c.MaxLatNs, o.MaxLatNs)
-	c.LastRecvNs = max(c.LastRecvNs, o.LastRecvNs)
-	if o.Delivered > 0 && (c.FirstRecvNs == 0 || o.FirstRecvNs < c.FirstRecvNs) {
-		c.FirstRecvNs = o.FirstRecvNs
-	}
+	c.WindowRecv += o.WindowRecv
+	c.WindowBytes += o.WindowBytes
 }
 
 // NewRecorder returns a Recorder for the window [windowStart, windowEnd) on
@@ -162,6 +163,10 @@ func (r *Recorder) RecordDelivery(d *Delivery) {
 		s.streams[k] = t
 	}
 	v := t.Observe(d.Seq)
+	if v != SeqDuplicate && r.Measured(d.RecvNs) {
+		s.c.WindowRecv++
+		s.c.WindowBytes += int64(d.PayloadBytes)
+	}
 	if !r.Measured(d.IntendedNs) {
 		return
 	}
@@ -174,10 +179,6 @@ func (r *Recorder) RecordDelivery(d *Delivery) {
 	}
 	s.c.Delivered++
 	s.c.Bytes += int64(d.PayloadBytes)
-	s.c.LastRecvNs = max(s.c.LastRecvNs, d.RecvNs)
-	if s.c.Delivered == 1 || d.RecvNs < s.c.FirstRecvNs {
-		s.c.FirstRecvNs = d.RecvNs
-	}
 	lat := max(d.RecvNs-d.IntendedNs, 0)
 	s.c.MaxLatNs = max(s.c.MaxLatNs, lat)
 	if s.lat.RecordValue(lat) != nil {

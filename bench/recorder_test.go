@@ -98,7 +98,7 @@ func TestRecordDelivery(t *testing.T) {
 		rec.RecordDelivery(&d)
 	}
 	sn := rec.Snapshot()
-	want := bench.Counts{Delivered: 7, Duplicates: 1, Reordered: 1, Bytes: 700, MaxLatNs: 160, FirstRecvNs: 1010, LastRecvNs: 1560}
+	want := bench.Counts{Delivered: 7, Duplicates: 1, Reordered: 1, Bytes: 700, MaxLatNs: 160, WindowRecv: 8, WindowBytes: 800}
 	if sn.Counts != want {
 		t.Errorf("counts\n got %+v\nwant %+v", sn.Counts, want)
 	}

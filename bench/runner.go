@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -13,6 +14,12 @@ import (
 	"github.com/evbench/evbench/results"
 	"github.com/evbench/evbench/transports"
 )
+
+// ErrMeasurement is wrapped by the error Run returns with a row whose
+// measurement does not describe the scenario asked for (clients dropped out,
+// nothing was expected, the server could not accept); the row is returned
+// too, with its Error set.
+var ErrMeasurement = errors.New("measurement failed")
 
 // ListenAddr is where the Runner's server listens: loopback only.
 const ListenAddr = "127.0.0.1:0"
@@ -26,7 +33,8 @@ const ListenAddr = "127.0.0.1:0"
 // drained (bounded by sc.Drain, not by ctx) and the partial row is returned
 // with Error "interrupted" and Duration cut to the part measured. An error
 // is returned, with the row's Error set too, when the run could not be set
-// up or measured at all.
+// up, or wrapping ErrMeasurement when what it measured is not the scenario
+// asked for.
 func Run(ctx context.Context, tr transports.Transport, sc Scenario) (results.Result, error) {
 	sc = sc.WithDefaults()
 	caps := tr.Caps()
@@ -98,6 +106,10 @@ func Run(ctx context.Context, tr transports.Transport, sc Scenario) (results.Res
 	wg.Wait()
 	stopNs := r.clk.Now()
 	interrupted := ctx.Err() != nil
+	if interrupted && stopNs < windowEnd {
+		// The window ends where the run was stopped: nothing was sent after.
+		r.rec.SetWindow(windowStart, max(stopNs, windowStart))
+	}
 	r.drain()
 
 	for _, fc := range r.clients {
@@ -118,8 +130,17 @@ func Run(ctx context.Context, tr transports.Transport, sc Scenario) (results.Res
 			r.lost.n, sc.Clients, r.lost.first)
 	}
 	r.lost.Unlock()
-	if res.Expected == 0 && res.Error == "" {
+	switch {
+	case res.Error != "":
+	case res.Expected == 0:
 		res.Error = "no delivery was expected in the measurement window: no event was sent to a room with another member (raise --rate or --duration)"
+	case st.AcceptErrors > 0:
+		res.Error = fmt.Sprintf("the server failed to accept %d times (out of file descriptors?)", st.AcceptErrors)
+	case sn.MergeDropped > 0:
+		res.Error = fmt.Sprintf("%d histogram samples were lost merging shards", sn.MergeDropped)
+	}
+	if res.Error != "" && !interrupted {
+		return res, fmt.Errorf("%w: %s", ErrMeasurement, res.Error)
 	}
 	return res, nil
 }
@@ -271,7 +292,12 @@ func (r *run) publish(ctx context.Context, p int, sched Schedule, payloadSeed ui
 		}
 		return err
 	})
-	// Count the measured slots that were never sent (CASES.md C1, C3).
+	// Count the measured slots that were never sent (CASES.md C1, C3). A
+	// cancelled run (Ctrl-C) did not fall behind: its window ends where it
+	// stopped, and the slots after that are not owed.
+	if st.Cancelled {
+		return
+	}
 	stopNs := r.clk.Now()
 	for k := sched.Slots() - st.NotSent; k < sched.Slots(); k++ {
 		if due := sched.Due(k); r.rec.Measured(due) && due < stopNs {
@@ -315,13 +341,11 @@ func (r *run) fill(res *results.Result, sn Snapshot, st transports.HubStats) {
 	if sn.Expected > 0 {
 		res.LossRatio = float64(res.Missed) / float64(sn.Expected)
 	}
-	// Rates are over the window, or over the time the window's events took
-	// to arrive (first to last) when that was longer: a saturated run drains
-	// a backlog after the window, which must not count as if it came in it.
-	span := max(res.Duration, time.Duration(sn.LastRecvNs-sn.FirstRecvNs))
-	if secs := span.Seconds(); secs > 0 {
-		res.ThroughputEPS = float64(sn.Delivered) / secs
-		res.GoodputBps = float64(sn.Bytes) / secs
+	// Rates are what arrived during the window: a backlog delivered during
+	// the drain does not count as if it had come in the window.
+	if secs := res.Duration.Seconds(); secs > 0 {
+		res.ThroughputEPS = float64(sn.WindowRecv) / secs
+		res.GoodputBps = float64(sn.WindowBytes) / secs
 	}
 	q := func(h interface{ ValueAtQuantile(float64) int64 }, p float64) time.Duration {
 		return time.Duration(h.ValueAtQuantile(p))
@@ -339,6 +363,6 @@ func (r *run) fill(res *results.Result, sn Snapshot, st transports.HubStats) {
 	res.SchedLagP99 = q(sn.SchedLag, 99)
 	res.Saturated = sn.NotSent > 0 || res.SchedLagP99 > r.sc.MaxSchedLag
 	res.LatOverflow = sn.LatOverflow
-	res.QueueDrops = int64(st.QueueDrops)
+	res.QueueDrops = int64(st.QueueDrops + st.OversizeDrops)
 	res.AckTimeouts = r.ackTimeouts
 }

@@ -250,8 +250,8 @@ func TestRunDisconnect(t *testing.T) {
 	sc := bench.Scenario{Clients: clients, Rooms: 1, Publishers: 1, RateEPS: 200, AckEvery: -1,
 		Warmup: 100 * time.Millisecond, Duration: time.Second, Drain: 500 * time.Millisecond}
 	res, err := bench.Run(context.Background(), tr, sc)
-	if err != nil {
-		t.Fatal(err)
+	if !errors.Is(err, bench.ErrMeasurement) {
+		t.Fatalf("err = %v, want ErrMeasurement: a client dropped out", err)
 	}
 	t.Logf("sent %d not sent %d expected %d delivered %d missed %d", res.Sent, res.NotSent, res.Expected, res.Delivered, res.Missed)
 	checkConsistent(t, res)
@@ -282,8 +282,8 @@ func TestRunExpectedNothing(t *testing.T) {
 	sc := bench.Scenario{Clients: 3, Rooms: 1, Publishers: 1, RateEPS: bench.MinRateEPS, Warmup: time.Millisecond,
 		Duration: 200 * time.Millisecond, Drain: time.Millisecond}
 	res, err := bench.Run(context.Background(), tcp.Plain(), sc)
-	if err != nil {
-		t.Fatal(err)
+	if !errors.Is(err, bench.ErrMeasurement) {
+		t.Fatalf("err = %v, want ErrMeasurement", err)
 	}
 	if res.Expected != 0 || !strings.Contains(res.Error, "no delivery was expected") {
 		t.Errorf("expected %d, error %q; want 0 and a reason", res.Expected, res.Error)

@@ -112,6 +112,9 @@ type PaceStats struct {
 	Sent    int64 // slots sent (on time or late)
 	NotSent int64 // slots due before EndNs that were never sent
 	Failed  int64 // slots whose send returned an error (counted in Sent too)
+	// Cancelled is true when ctx ended the schedule; NotSent then counts
+	// the slots left, which were never due to be sent in the run.
+	Cancelled bool
 }
 
 // Pace runs the schedule: for each slot it waits until the slot is due, then
@@ -128,7 +131,7 @@ func (s Schedule) Pace(ctx context.Context, clk Clock, send func(k, dueNs int64,
 	for k := int64(0); k < slots; k++ {
 		due := s.Due(k)
 		if err := clk.SleepUntil(ctx, due); err != nil {
-			st.NotSent = slots - k
+			st.NotSent, st.Cancelled = slots-k, true
 			return st
 		}
 		now := clk.Now()

@@ -59,12 +59,11 @@
 //   - reordered (deliveries): deliveries that arrived after a later sequence
 //     number of the same (sender, room).
 //   - loss_ratio (ratio from 0 to 1, decimal): missed / expected.
-//   - throughput_eps (deliveries per second, decimal): delivered divided by
-//     the window's length, or by the time from the first to the last of those
-//     deliveries when that is longer (a saturated run delivers a backlog
-//     after the window; it is not counted as if it came in it).
-//   - goodput_Bps (bytes per second, decimal): payload bytes of the
-//     delivered events per second, over the same span.
+//   - throughput_eps (deliveries per second, decimal): deliveries received
+//     during the measurement window (duplicates excluded), divided by its
+//     length; a backlog delivered during the drain does not count.
+//   - goodput_Bps (bytes per second, decimal): payload bytes of those
+//     deliveries per second.
 //   - lat_p50_us (microseconds): median fan-out latency, receive time minus
 //     intended send time (corrected for coordinated omission).
 //   - lat_p90_us (microseconds): 90th percentile of the fan-out latency.
@@ -96,8 +95,8 @@
 //     silently. They are not in the percentiles, so when this is not 0 the
 //     upper percentiles are lower bounds.
 //   - queue_drops (deliveries): deliveries the server dropped under its
-//     slow-consumer policy, warm-up included (in the window they are part of
-//     missed).
+//     slow-consumer policy or because they were over the transport's frame
+//     limit, warm-up included (in the window they are part of missed).
 //   - ack_timeouts (emits): emits that asked for an acknowledgement and had
 //     none by the end of the drain window.
 //   - send_errors (emits): emits in the measurement window whose write

@@ -57,8 +57,7 @@ type Result struct {
 	Reordered int64
 	// LossRatio is Missed / Expected, from 0 to 1 (loss_ratio).
 	LossRatio float64
-	// ThroughputEPS is deliveries per second: Delivered over the window, or
-	// over the time from the first to the last of them when longer
+	// ThroughputEPS is deliveries received during the window per second
 	// (throughput_eps).
 	ThroughputEPS float64
 	// GoodputBps is payload bytes delivered per second (goodput_Bps).

@@ -19,7 +19,8 @@ type ClientConfig struct {
 	// only during the call. Nil discards events.
 	OnEvent func(f *Frame, recvNs int64)
 	// OnAck is called, on the read goroutine, when an emit's ACK arrives,
-	// with the emit's ack round-trip time (ACK received − EMIT written).
+	// with the emit's ack round-trip time (ACK received − start of the
+	// EMIT's write).
 	OnAck func(rtt time.Duration)
 	// Clock returns the current time in nanoseconds on a monotonic clock
 	// shared with whoever reads the latencies. Default: nanoseconds since
@@ -303,13 +304,17 @@ func (c *Client) readLoop() {
 }
 
 // Close sends BYE when the connection is idle (without waiting for a blocked
-// writer), closes the connection and waits for the read loop to end. It is
-// safe to call more than once.
+// writer, and giving the BYE itself at most ByeGrace), closes the connection
+// and waits for the read loop to end. It is safe to call more than once.
 func (c *Client) Close() error {
 	c.once.Do(func() {
 		c.closing.Store(true)
 		if c.wmu.TryLock() {
+			// A BYE can block too (a full send buffer towards a server
+			// that stopped reading): ByeGrace bounds it.
+			t := time.AfterFunc(ByeGrace, func() { c.conn.Close() })
 			c.writeLocked(&Frame{Type: FrameBye})
+			t.Stop()
 			c.wmu.Unlock()
 		}
 		c.conn.Close()

@@ -14,8 +14,10 @@ const Version = 1
 type FrameType uint8
 
 // The frame types of the event protocol. Clients send HELLO, JOIN, LEAVE,
-// EMIT, PING, NACK and BYE; the server sends HELLO (the assigned id), EVENT
-// (a delivery), ACK, PONG and BYE.
+// EMIT, PING and BYE; the server sends HELLO (the assigned id), EVENT (a
+// delivery), ACK, PONG and BYE. NACK (gap repair from the room's replay
+// buffer) is reserved in the codec; until the Hub keeps a replay buffer it
+// treats a NACK as an unexpected frame and closes that connection.
 const (
 	FrameHello FrameType = 1 + iota // Sender = client id (0 asks the server to assign one)
 	FrameJoin                       // Namespace, Room, AckID

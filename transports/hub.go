@@ -70,6 +70,11 @@ type HubStats struct {
 	// ReplyDrops counts replies (ACK, PONG) discarded by the policy when a
 	// connection's reply queue was full too.
 	ReplyDrops uint64
+	// OversizeDrops counts frames a connection's transport refused as over
+	// its MaxFrame; the connection stays open.
+	OversizeDrops uint64
+	// AcceptErrors counts failed Accepts other than the listener closing.
+	AcceptErrors uint64
 	// ProtocolErrors counts connections closed because they sent a
 	// malformed or unexpected frame.
 	ProtocolErrors uint64
@@ -102,6 +107,8 @@ type Hub struct {
 	nextID         atomic.Uint64
 	queueDrops     atomic.Uint64
 	replyDrops     atomic.Uint64
+	oversizeDrops  atomic.Uint64
+	acceptErrors   atomic.Uint64
 	protocolErrors atomic.Uint64
 	frames         sync.Pool // *outFrame
 	wg             sync.WaitGroup
@@ -132,17 +139,28 @@ func NewHub(cfg HubConfig) *Hub {
 }
 
 // Serve accepts connections from ln until ln is closed or ctx is done, and
-// serves each in its own goroutines. It returns nil when ctx ended it or ln
-// was closed, and the Accept error otherwise. Serve does not close ln.
+// serves each in its own goroutines; it then returns nil. Serve does not
+// close ln. Any other Accept error (EMFILE when file descriptors run out) is
+// counted in HubStats.AcceptErrors and retried after a pause that doubles
+// from 5 ms to 1 s, as net/http's server does.
 func (h *Hub) Serve(ctx context.Context, ln Listener) error {
+	var pause time.Duration
 	for {
 		c, err := ln.Accept(ctx)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			return fmt.Errorf("hub: accept: %w", err)
+			h.acceptErrors.Add(1)
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(pause):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
 		}
+		pause = 0
 		h.mu.Lock()
 		if h.closed {
 			h.mu.Unlock()
@@ -201,6 +219,8 @@ func (h *Hub) Stats() HubStats {
 	}
 	st.QueueDrops = h.queueDrops.Load()
 	st.ReplyDrops = h.replyDrops.Load()
+	st.OversizeDrops = h.oversizeDrops.Load()
+	st.AcceptErrors = h.acceptErrors.Load()
 	st.ProtocolErrors = h.protocolErrors.Load()
 	return st
 }
@@ -215,9 +235,10 @@ type session struct {
 	ctrl  chan *outFrame // replies (HELLO, ACK, PONG), written first
 	done  chan struct{}
 
-	once   sync.Once
-	closed atomic.Bool
-	rooms  []roomKey // guarded by hub.mu
+	once          sync.Once
+	closed        atomic.Bool
+	disconnecting atomic.Bool // the slow-consumer policy has started closing it
+	rooms         []roomKey   // guarded by hub.mu
 }
 
 // outFrame is an encoded frame shared by every recipient's send queue; the
@@ -456,7 +477,9 @@ func (s *session) push(q chan *outFrame, o *outFrame, drops *atomic.Uint64) {
 		}
 		if s.hub.cfg.SlowConsumer == Disconnect {
 			drops.Add(1) // o itself
-			s.closeAsync(ErrSlowConsumer)
+			if s.disconnecting.CompareAndSwap(false, true) {
+				s.closeAsync(ErrSlowConsumer)
+			}
 			break
 		}
 		select {
@@ -488,6 +511,12 @@ func (s *session) writeLoop() {
 		}
 		err := s.conn.WriteFrame(o.b)
 		o.release()
+		if errors.Is(err, ErrFrameTooLarge) {
+			// Over this transport's limit (a datagram path below its usual
+			// MTU): the frame is dropped and counted, the connection stays.
+			s.hub.oversizeDrops.Add(1)
+			err = nil
+		}
 		if err == nil && len(s.q) == 0 && len(s.ctrl) == 0 {
 			err = Flush(s.conn)
 		}

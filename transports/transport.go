@@ -60,7 +60,7 @@ type Listener interface {
 	// Addr is the address clients Dial.
 	Addr() net.Addr
 	// Close stops accepting and unblocks Accept. Conns already accepted stay
-	// open for datagram transports until they are closed themselves.
+	// open until they are closed themselves.
 	Close() error
 }
 
@@ -73,7 +73,10 @@ type Listener interface {
 //     discipline; transporttest.CheckSingleWriter detects a breach.
 //   - Close may be called at any time, more than once, from any goroutine;
 //     it unblocks a pending ReadFrame and WriteFrame, which then return an
-//     error for which errors.Is(err, net.ErrClosed) holds.
+//     error for which errors.Is(err, net.ErrClosed) holds. (One exception,
+//     documented in package udp: a server-side udp Conn shares the
+//     listener's socket, so its Close cannot interrupt a send the kernel is
+//     holding; such sends wait only briefly.)
 //   - Frames are opaque bytes; a frame larger than Caps().MaxFrame is
 //     rejected with an error wrapping ErrFrameTooLarge and the connection
 //     stays usable.

@@ -382,3 +382,24 @@ poll:
 		}
 	}
 }
+
+// TestFailedMeasurementExits1: a row whose measurement failed (here nothing
+// could be expected: one event per 1,000 s in a 200 ms window) is written
+// with its reason, and the exit status says the measurement failed.
+func TestFailedMeasurementExits1(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out.csv")
+	code, _, stderr := runMain(context.Background(), "run", "--transports", "tcp", "--clients", "2", "--rooms", "1",
+		"--rate", "0.001", "--duration", "200ms", "--warmup", "0", "--drain", "0", "-q", "-o", out)
+	if code != exitFailed {
+		t.Fatalf("exit %d, want %d; stderr:\n%s", code, exitFailed, stderr)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := results.ReadCSV(f)
+	if err != nil || len(rows) != 1 || !strings.Contains(rows[0].Error, "no delivery was expected") {
+		t.Fatalf("rows %+v, %v; want one row whose error gives the reason", rows, err)
+	}
+}

@@ -85,7 +85,7 @@ func Run(ctx context.Context, tr transports.Transport, sc Scenario) (results.Res
 	// lockstep; the window follows the warm-up.
 	interval := time.Duration(float64(time.Second) / sc.RateEPS)
 	startNs := r.clk.Now() + int64(20*time.Millisecond)
-	windowStart := startNs + int64(sc.Warmup)
+	windowStart := startNs + int64(max(sc.Warmup, 0))
 	windowEnd := windowStart + int64(sc.Duration)
 	r.rec.SetWindow(windowStart, windowEnd)
 
@@ -309,7 +309,7 @@ func (r *run) publish(ctx context.Context, p int, sched Schedule, payloadSeed ui
 // drain waits until every expected delivery has arrived or sc.Drain has
 // passed since the window closed.
 func (r *run) drain() {
-	deadline := time.Now().Add(r.sc.Drain)
+	deadline := time.Now().Add(max(r.sc.Drain, 0))
 	for time.Now().Before(deadline) {
 		if d, e := r.rec.Delivered(); d >= e {
 			return

@@ -35,13 +35,14 @@ type Scenario struct {
 	// PayloadBytes is the size of every event's payload; default 128.
 	PayloadBytes int
 	// Warmup is how long publishers run before the measurement window;
-	// default 1s. Warm-up events are delivered but not counted.
+	// default 1s, negative for none. Warm-up events are delivered but not
+	// counted.
 	Warmup time.Duration
 	// Duration is the measurement window; default 5s.
 	Duration time.Duration
 	// Drain bounds the wait after the window for deliveries still in
 	// flight; the run ends as soon as every expected delivery has arrived.
-	// Default 2s.
+	// Default 2s, negative for no wait.
 	Drain time.Duration
 	// Seed seeds the publishers' start phases and the payload bytes; default 1.
 	Seed int64
@@ -126,10 +127,6 @@ func (s Scenario) Validate(name string, caps *transports.Caps) error {
 		return bad("payload must be between 0 and %d bytes, got %d", transports.MaxPayloadBytes, s.PayloadBytes)
 	case s.Duration <= 0:
 		return bad("duration must be positive, got %v", s.Duration)
-	case s.Warmup < 0:
-		return bad("warmup must not be negative, got %v", s.Warmup)
-	case s.Drain < 0:
-		return bad("drain must not be negative, got %v", s.Drain)
 	case s.MaxSchedLag < 0:
 		return bad("max-sched-lag must not be negative, got %v", s.MaxSchedLag)
 	case s.SendQueue < 1:

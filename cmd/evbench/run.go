@@ -99,10 +99,10 @@ func (o *runOptions) validate() ([]transports.Transport, error) {
 		sc.AckEvery = -1 // the library's "never"
 	}
 	if sc.Warmup == 0 {
-		sc.Warmup = time.Nanosecond // the library's zero means its 1s default
+		sc.Warmup = -1 // the library's "none"; its zero means the 1s default
 	}
 	if sc.Drain == 0 {
-		sc.Drain = time.Nanosecond // the library's zero means its 2s default
+		sc.Drain = -1 // the library's "no wait"; its zero means the 2s default
 	}
 	switch o.slowConsumer {
 	case "drop-oldest":

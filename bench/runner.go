@@ -37,7 +37,6 @@ const ListenAddr = "127.0.0.1:0"
 // asked for.
 func Run(ctx context.Context, tr transports.Transport, sc Scenario) (results.Result, error) {
 	sc = sc.WithDefaults()
-	caps := tr.Caps()
 	res := results.Result{
 		Schema: results.SchemaVersion, StartedAt: time.Now().UTC(), Transport: tr.Name(),
 		Clients: sc.Clients, Rooms: sc.Rooms, Publishers: max(sc.Publishers, 0), RateEPS: sc.RateEPS,
@@ -47,102 +46,119 @@ func Run(ctx context.Context, tr transports.Transport, sc Scenario) (results.Res
 		res.Error = err.Error()
 		return res, err
 	}
+	caps := tr.Caps()
 	if err := sc.Validate(tr.Name(), &caps); err != nil {
 		return fail(err)
 	}
-	r := &run{sc: sc, tr: tr, clk: newRealClock(time.Now()), members: make([]atomic.Int64, sc.Rooms)}
-	r.roomIndex = make(map[string]uint32, sc.Rooms)
-	for i := range sc.Rooms {
-		r.roomIndex[roomName(i)] = uint32(i)
-	}
-	// The recorder exists before any client so that connect times land in it;
-	// its window is set once the fleet is ready.
-	r.rec = NewRecorder(0, 0, 0, 0)
-
-	ln, err := tr.Listen(ctx, ListenAddr)
+	r := newRun(sc, tr)
+	hub, addr, stop, err := r.startServer(ctx)
 	if err != nil {
-		return fail(fmt.Errorf("listen: %w", err))
+		return fail(err)
 	}
-	hub := transports.NewHub(transports.HubConfig{SendQueue: sc.SendQueue, SlowConsumer: sc.SlowConsumer})
-	serveDone := make(chan struct{})
-	go func() {
-		defer close(serveDone)
-		hub.Serve(context.Background(), ln)
-	}()
-	defer func() {
-		r.closeClients()
-		ln.Close()
-		<-serveDone
-		hub.Close()
-	}()
-
-	if err := r.connect(ctx, ln.Addr().String()); err != nil {
+	defer stop()
+	if err := r.connect(ctx, addr); err != nil {
 		return fail(err)
 	}
 
-	// Timeline on the run clock: publishers start after a short lead, each
-	// at a random phase within its first interval so they do not fire in
-	// lockstep; the window follows the warm-up.
+	windowStart, windowEnd, stopNs := r.publishAll(ctx)
+	interrupted := ctx.Err() != nil
+	if interrupted {
+		// The window ends where the run was stopped: nothing was sent after.
+		windowEnd = min(windowEnd, max(stopNs, windowStart))
+		r.rec.SetWindow(windowStart, windowEnd)
+		res.Duration = time.Duration(windowEnd - windowStart)
+	}
+	r.drain()
+	for _, fc := range r.clients {
+		r.ackTimeouts += int64(fc.c.PendingAcks())
+	}
+	sn, st := r.rec.Snapshot(), hub.Stats()
+	r.fill(&res, sn, st)
+	if res.Error = r.verdict(&res, sn, st, interrupted); res.Error != "" && !interrupted {
+		return res, fmt.Errorf("%w: %s", ErrMeasurement, res.Error)
+	}
+	return res, nil
+}
+
+// newRun prepares the state of one Run. The Recorder exists before any
+// client, so that connect times land in it; its window is set once the
+// fleet is ready.
+func newRun(sc Scenario, tr transports.Transport) *run {
+	r := &run{
+		sc: sc, tr: tr, clk: newRealClock(time.Now()), rec: NewRecorder(0, 0, 0, 0),
+		members: make([]atomic.Int64, sc.Rooms), roomIndex: make(map[string]uint32, sc.Rooms),
+	}
+	for i := range sc.Rooms {
+		r.roomIndex[roomName(i)] = uint32(i)
+	}
+	return r
+}
+
+// startServer serves a Hub on loopback. stop closes the clients, the
+// listener and the Hub, in that order.
+func (r *run) startServer(ctx context.Context) (hub *transports.Hub, addr string, stop func(), err error) {
+	ln, err := r.tr.Listen(ctx, ListenAddr)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("listen: %w", err)
+	}
+	hub = transports.NewHub(transports.HubConfig{SendQueue: r.sc.SendQueue, SlowConsumer: r.sc.SlowConsumer})
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		hub.Serve(context.Background(), ln)
+	}()
+	return hub, ln.Addr().String(), func() {
+		r.closeClients()
+		ln.Close()
+		<-served
+		hub.Close()
+	}, nil
+}
+
+// publishAll runs every publisher through warm-up and the window and
+// returns the window and when the publishers stopped, on the run clock.
+// Publishers start after a short lead, each at a random phase within its
+// first interval so that they do not fire in lockstep.
+func (r *run) publishAll(ctx context.Context) (windowStart, windowEnd, stopNs int64) {
+	sc := r.sc
 	interval := time.Duration(float64(time.Second) / sc.RateEPS)
 	startNs := r.clk.Now() + int64(20*time.Millisecond)
-	windowStart := startNs + int64(max(sc.Warmup, 0))
-	windowEnd := windowStart + int64(sc.Duration)
+	windowStart = startNs + int64(max(sc.Warmup, 0))
+	windowEnd = windowStart + int64(sc.Duration)
 	r.rec.SetWindow(windowStart, windowEnd)
 
-	runCtx, stopPublishers := context.WithCancel(ctx)
-	defer stopPublishers()
 	rng := rand.New(rand.NewPCG(uint64(sc.Seed), 0x65766265))
 	var wg sync.WaitGroup
 	for p := range max(sc.Publishers, 0) {
 		sched := Schedule{StartNs: startNs + rng.Int64N(int64(interval)), Interval: interval, EndNs: windowEnd, Grace: sc.MaxSchedLag}
-		// Drawn here, not in the goroutine: rng is not safe for concurrent use.
-		payloadSeed := rng.Uint64()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.publish(runCtx, p, sched, payloadSeed)
-		}()
+		payloadSeed := rng.Uint64() // drawn here: rng is not safe for concurrent use
+		wg.Go(func() { r.publish(ctx, p, sched, payloadSeed) })
 	}
 	wg.Wait()
-	stopNs := r.clk.Now()
-	interrupted := ctx.Err() != nil
-	if interrupted && stopNs < windowEnd {
-		// The window ends where the run was stopped: nothing was sent after.
-		r.rec.SetWindow(windowStart, max(stopNs, windowStart))
-	}
-	r.drain()
+	return windowStart, windowEnd, r.clk.Now()
+}
 
-	for _, fc := range r.clients {
-		r.ackTimeouts += int64(fc.c.PendingAcks())
-	}
-	sn := r.rec.Snapshot()
-	measured := time.Duration(min(stopNs, windowEnd) - windowStart)
-	if interrupted {
-		res.Error = "interrupted"
-		res.Duration = max(measured, 0)
-	}
-	st := hub.Stats()
-	r.fill(&res, sn, st)
+// verdict records the clients lost in res.Disconnects and returns the
+// row's error: why its measurement does not describe the scenario asked
+// for, or "" when it does.
+func (r *run) verdict(res *results.Result, sn Snapshot, st transports.HubStats, interrupted bool) string {
 	r.lost.Lock()
+	defer r.lost.Unlock()
 	res.Disconnects = r.lost.n
-	if r.lost.n > 0 && res.Error == "" {
-		res.Error = fmt.Sprintf("%d of %d clients disconnected during the run, so the fan-out measured is not the one asked for (first: %v)",
-			r.lost.n, sc.Clients, r.lost.first)
-	}
-	r.lost.Unlock()
 	switch {
-	case res.Error != "":
+	case interrupted:
+		return "interrupted"
+	case r.lost.n > 0:
+		return fmt.Sprintf("%d of %d clients disconnected during the run, so the fan-out measured is not the one asked for (first: %v)",
+			r.lost.n, r.sc.Clients, r.lost.first)
 	case res.Expected == 0:
-		res.Error = "no delivery was expected in the measurement window: no event was sent to a room with another member (raise --rate or --duration)"
+		return "no delivery was expected in the measurement window: no event was sent to a room with another member (raise --rate or --duration)"
 	case st.AcceptErrors > 0:
-		res.Error = fmt.Sprintf("the server failed to accept %d times (out of file descriptors?)", st.AcceptErrors)
+		return fmt.Sprintf("the server failed to accept %d times (out of file descriptors?)", st.AcceptErrors)
 	case sn.MergeDropped > 0:
-		res.Error = fmt.Sprintf("%d histogram samples were lost merging shards", sn.MergeDropped)
+		return fmt.Sprintf("%d histogram samples were lost merging shards", sn.MergeDropped)
 	}
-	if res.Error != "" && !interrupted {
-		return res, fmt.Errorf("%w: %s", ErrMeasurement, res.Error)
-	}
-	return res, nil
+	return ""
 }
 
 // run is the state of one Run.

@@ -2,12 +2,12 @@ package quic
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 
 	quicgo "github.com/quic-go/quic-go"
 
 	"github.com/evbench/evbench/transports"
+	"github.com/evbench/evbench/transports/internal/lenprefix"
 )
 
 const (
@@ -60,7 +60,7 @@ func newDgramConn(b *base) *dgramConn {
 // readStream feeds control frames from the stream to in until the stream
 // fails or the Conn is closed.
 func (c *dgramConn) readStream() {
-	fr := frameReader{r: bufio.NewReaderSize(c.st, DatagramMaxFrameBytes+lengthBytes), max: DatagramMaxFrameBytes}
+	fr := lenprefix.NewReader(bufio.NewReaderSize(c.st, DatagramMaxFrameBytes+lenprefix.PrefixBytes), DatagramMaxFrameBytes)
 	defer close(c.readDone)
 	for {
 		var buf []byte
@@ -70,14 +70,16 @@ func (c *dgramConn) readStream() {
 			c.readErr = c.ctx.Err()
 			return
 		}
-		p, buf, err := fr.next(buf)
+		p, err := fr.Next()
 		if err != nil {
 			c.readErr = err
 			c.streamEnded(err)
 			return
 		}
+		// p is valid only until the next Next, which runs while
+		// ReadFrame's caller still holds this frame: hand on a copy.
 		select {
-		case c.in <- inbound{p: p, stream: true}:
+		case c.in <- inbound{p: append(buf[:0], p...), stream: true}:
 		case <-c.ctx.Done():
 			c.readErr = c.ctx.Err()
 			return
@@ -128,8 +130,7 @@ func (c *dgramConn) WriteFrame(p []byte) error {
 	if c.ctx.Err() != nil {
 		return c.wrap("write", nil)
 	}
-	c.wbuf = binary.BigEndian.AppendUint32(c.wbuf[:0], uint32(len(p)))
-	c.wbuf = append(c.wbuf, p...)
+	c.wbuf = lenprefix.Append(c.wbuf[:0], p)
 	if _, err := c.st.Write(c.wbuf); err != nil {
 		return c.wrap("write", err)
 	}

@@ -3,7 +3,6 @@ package tcp
 import (
 	"bufio"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,31 +10,21 @@ import (
 	"sync/atomic"
 
 	"github.com/evbench/evbench/transports"
+	"github.com/evbench/evbench/transports/internal/lenprefix"
 )
-
-// prefixBytes is the size of the big-endian length prefix before each frame.
-const prefixBytes = 4
 
 // conn is a transports.Conn over one TCP connection (plain or TLS). Frames
 // are a 4-byte big-endian length followed by that many bytes.
 //
-// The reading side (ReadFrame) owns br, discard, rbuf and rerr; the
-// writing side (WriteFrame, Flush) owns bw and whdr; closed is shared.
+// The reading side (ReadFrame) owns fr; the writing side (WriteFrame,
+// Flush) owns bw; closed is shared.
 type conn struct {
 	name string   // "tcp" or "tcp+tls", prefixed to errors
 	nc   net.Conn // *net.TCPConn or *tls.Conn
-	br   *bufio.Reader
+	fr   *lenprefix.Reader
 	bw   *bufio.Writer
 
 	closed atomic.Bool
-
-	// discard is the number of bytes of the previous frame still in br,
-	// handed out by Peek and dropped at the start of the next ReadFrame.
-	discard int
-	rbuf    []byte // frames too large for br, reused and grown as needed
-	rerr    error  // sticky read error: the stream cannot be resynchronised
-
-	whdr [prefixBytes]byte
 }
 
 var (
@@ -47,7 +36,7 @@ func newConn(name string, nc net.Conn) *conn {
 	return &conn{
 		name: name,
 		nc:   nc,
-		br:   bufio.NewReaderSize(nc, BufferBytes),
+		fr:   lenprefix.NewReader(bufio.NewReaderSize(nc, BufferBytes), MaxFrameBytes),
 		bw:   bufio.NewWriterSize(nc, BufferBytes),
 	}
 }
@@ -64,11 +53,7 @@ func (c *conn) WriteFrame(p []byte) error {
 	if c.closed.Load() {
 		return c.closedErr("write")
 	}
-	binary.BigEndian.PutUint32(c.whdr[:], uint32(len(p)))
-	if _, err := c.bw.Write(c.whdr[:]); err != nil {
-		return c.ioErr("write", err)
-	}
-	if _, err := c.bw.Write(p); err != nil {
+	if err := lenprefix.WriteFrame(c.bw, p); err != nil {
 		return c.ioErr("write", err)
 	}
 	return nil
@@ -92,7 +77,7 @@ func (c *conn) Flush() error {
 // between frames is io.EOF; one inside a prefix or frame is
 // io.ErrUnexpectedEOF (wrapped). A length prefix over MaxFrameBytes is a
 // protocol error wrapping transports.ErrFrameTooLarge; the stream cannot be
-// resynchronised, so every later ReadFrame returns the same error and the
+// resynchronised, so every later ReadFrame fails the same way and the
 // caller should Close. After Close the error wraps net.ErrClosed. In steady
 // state it does not allocate: frames that fit the read buffer are returned
 // in place, larger ones are copied into a buffer that grows to the largest
@@ -101,60 +86,13 @@ func (c *conn) ReadFrame() ([]byte, error) {
 	if c.closed.Load() {
 		return nil, c.closedErr("read")
 	}
-	if c.rerr != nil {
-		return nil, c.rerr
-	}
-	p, err := c.readFrame()
+	p, err := c.fr.Next()
 	if err != nil {
 		if c.closed.Load() {
 			return nil, c.closedErr("read")
 		}
 		if err != io.EOF {
 			err = fmt.Errorf("%s: read: %w", c.name, err)
-		}
-		c.rerr = err
-		return nil, err
-	}
-	return p, nil
-}
-
-func (c *conn) readFrame() ([]byte, error) {
-	if c.discard > 0 {
-		// The bytes were peeked, so Discard cannot fail.
-		c.br.Discard(c.discard)
-		c.discard = 0
-	}
-	hdr, err := c.br.Peek(prefixBytes)
-	if err != nil {
-		if err == io.EOF && len(hdr) > 0 {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, err
-	}
-	n := binary.BigEndian.Uint32(hdr)
-	if n > MaxFrameBytes {
-		return nil, fmt.Errorf("length prefix %d: %w (max %d)", n, transports.ErrFrameTooLarge, MaxFrameBytes)
-	}
-	total := prefixBytes + int(n)
-	if total <= c.br.Size() {
-		p, err := c.br.Peek(total)
-		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, err
-		}
-		c.discard = total
-		return p[prefixBytes:], nil
-	}
-	c.br.Discard(prefixBytes)
-	if int(n) > cap(c.rbuf) {
-		c.rbuf = make([]byte, max(int(n), min(2*cap(c.rbuf), MaxFrameBytes)))
-	}
-	p := c.rbuf[:n]
-	if _, err := io.ReadFull(c.br, p); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
 		}
 		return nil, err
 	}

@@ -1,0 +1,5 @@
+//go:build race
+
+package lenprefix
+
+const raceEnabled = true

@@ -124,6 +124,9 @@ type room struct {
 	mu      sync.Mutex
 	offset  uint64                     // guarded by mu
 	members atomic.Pointer[[]*session] // copy-on-write; replaced under Hub.mu
+	// removed is set, under Hub.mu, when the room's last member leaves and
+	// it is deleted; a broadcast that found it just before then looks again.
+	removed atomic.Bool
 }
 
 type roomKey struct{ ns, room string }
@@ -404,12 +407,7 @@ func (s *session) readToEnd() error {
 
 // broadcast delivers an EMIT to every member of its room but the sender.
 func (h *Hub) broadcast(s *session, f *Frame) {
-	h.mu.RLock()
-	var r *room
-	if ns := h.namespaces[string(f.Namespace)]; ns != nil {
-		r = ns.rooms[string(f.Room)]
-	}
-	h.mu.RUnlock()
+	r := h.lookup(f.Namespace, f.Room)
 	if r == nil {
 		return
 	}
@@ -435,6 +433,23 @@ func (h *Hub) broadcast(s *session, f *Frame) {
 	for _, m := range members {
 		if m != s {
 			m.enqueue(o)
+		}
+	}
+}
+
+// lookup finds a room. A room found as its last member leaves may be
+// recreated at once by a join; a lookup that sees it removed tries again,
+// so that an event is not sent to the empty room of a moment ago.
+func (h *Hub) lookup(ns, name []byte) *room {
+	for {
+		h.mu.RLock()
+		var r *room
+		if n := h.namespaces[string(ns)]; n != nil {
+			r = n.rooms[string(name)]
+		}
+		h.mu.RUnlock()
+		if r == nil || !r.removed.Load() {
+			return r
 		}
 	}
 }
@@ -630,6 +645,7 @@ func (h *Hub) removeMemberLocked(s *session, k roomKey) {
 		}
 	}
 	if len(members) == 0 {
+		r.removed.Store(true)
 		delete(n.rooms, k.room)
 		if len(n.rooms) == 0 {
 			delete(h.namespaces, k.ns)

@@ -34,6 +34,7 @@ const (
 
 var frameTypeNames = [...]string{"invalid", "HELLO", "JOIN", "LEAVE", "EMIT", "EVENT", "ACK", "PING", "PONG", "NACK", "BYE"}
 
+// String returns the frame type's protocol name, e.g. "EMIT".
 func (t FrameType) String() string {
 	if t < frameTypeEnd {
 		return frameTypeNames[t]

@@ -48,6 +48,7 @@ type hookTransport struct {
 	transports.Transport
 	name      string
 	emitDelay time.Duration
+	dropEmits bool // a path that loses every event
 	onWrite   func(c *hookConn, p []byte)
 }
 
@@ -75,6 +76,9 @@ var _ transports.Flusher = (*hookConn)(nil)
 func (c *hookConn) WriteFrame(p []byte) error {
 	if c.t.onWrite != nil {
 		c.t.onWrite(c, p)
+	}
+	if c.t.dropEmits && transports.FrameMayDrop(p) {
+		return nil
 	}
 	if c.t.emitDelay > 0 && transports.FrameMayDrop(p) {
 		tm := time.NewTimer(c.t.emitDelay)

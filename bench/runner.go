@@ -68,7 +68,9 @@ func Run(ctx context.Context, tr transports.Transport, sc Scenario) (results.Res
 		r.rec.SetWindow(windowStart, windowEnd)
 		res.Duration = time.Duration(windowEnd - windowStart)
 	}
-	r.drain()
+	if r.drain(ctx) {
+		interrupted = true // the drain was cut short: deliveries may still have been in flight
+	}
 	for _, fc := range r.clients {
 		r.ackTimeouts += int64(fc.c.PendingAcks())
 	}
@@ -322,16 +324,35 @@ func (r *run) publish(ctx context.Context, p int, sched Schedule, payloadSeed ui
 	}
 }
 
+// interruptedDrain bounds the drain of a run already interrupted when the
+// drain starts: long enough for what is in flight on loopback, short enough
+// that Ctrl-C is prompt.
+const interruptedDrain = time.Second
+
 // drain waits until every expected delivery has arrived or sc.Drain has
-// passed since the window closed.
-func (r *run) drain() {
-	deadline := time.Now().Add(max(r.sc.Drain, 0))
+// passed since the window closed. After an interrupt it waits at most
+// interruptedDrain, and an interrupt during the drain ends it at once; it
+// reports whether it was cut short that way.
+func (r *run) drain(ctx context.Context) (cut bool) {
+	wait := max(r.sc.Drain, 0)
+	if ctx.Err() != nil {
+		wait = min(wait, interruptedDrain)
+		ctx = context.Background() // already interrupted: the bound above is the limit
+	}
+	deadline := time.Now().Add(wait)
+	poll := time.NewTicker(2 * time.Millisecond)
+	defer poll.Stop()
 	for time.Now().Before(deadline) {
 		if d, e := r.rec.Delivered(); d >= e {
-			return
+			return false
 		}
-		time.Sleep(2 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return true
+		case <-poll.C:
+		}
 	}
+	return false
 }
 
 // closeClients closes every client that connected, concurrently: a

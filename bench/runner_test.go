@@ -289,3 +289,28 @@ func TestRunExpectedNothing(t *testing.T) {
 		t.Errorf("expected %d, error %q; want 0 and a reason", res.Expected, res.Error)
 	}
 }
+
+// TestRunInterruptDuringDrain: a Ctrl-C while the run waits out a long
+// drain (every event lost, so it never completes) ends the wait at once and
+// marks the row interrupted.
+func TestRunInterruptDuringDrain(t *testing.T) {
+	tr := &hookTransport{Transport: tcp.Plain(), name: "tcp", dropEmits: true}
+	sc := bench.Scenario{Clients: 3, Rooms: 1, RateEPS: 50, Warmup: time.Millisecond,
+		Duration: 300 * time.Millisecond, Drain: 30 * time.Second}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(time.Second, cancel) // set-up, 0.3 s of window, then well into the drain
+	start := time.Now()
+	res, err := bench.Run(ctx, tr, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("Run took %v after an interrupt during a 30 s drain", elapsed)
+	}
+	checkConsistent(t, res)
+	if res.Error != "interrupted" || res.Expected == 0 || res.Delivered != 0 || res.Duration != sc.Duration {
+		t.Errorf("error %q expected %d delivered %d duration %v; want an interrupted row with the whole window, nothing delivered",
+			res.Error, res.Expected, res.Delivered, res.Duration)
+	}
+}

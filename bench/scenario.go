@@ -129,8 +129,8 @@ func (s Scenario) Validate(name string, caps *transports.Caps) error {
 		return bad("duration must be positive, got %v", s.Duration)
 	case s.MaxSchedLag < 0:
 		return bad("max-sched-lag must not be negative, got %v", s.MaxSchedLag)
-	case s.SendQueue < 1:
-		return bad("send-queue must be at least 1 frame, got %d", s.SendQueue)
+	case s.SendQueue < 1 || s.SendQueue > MaxSendQueue:
+		return bad("send-queue must be between 1 and %d frames, got %d", MaxSendQueue, s.SendQueue)
 	case s.SlowConsumer != transports.DropOldest && s.SlowConsumer != transports.Disconnect:
 		return bad("slow-consumer must be drop-oldest or disconnect, got %d", s.SlowConsumer)
 	case s.ConnectTimeout < 0:
@@ -148,6 +148,10 @@ func (s Scenario) Validate(name string, caps *transports.Caps) error {
 	}
 	return nil
 }
+
+// MaxSendQueue bounds Scenario.SendQueue: the Hub allocates each
+// connection's two queues at full size, 8 bytes a slot.
+const MaxSendQueue = 1 << 20
 
 // Bounds of Scenario.RateEPS, in events per second per publisher.
 const (

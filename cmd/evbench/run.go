@@ -45,7 +45,7 @@ func runFlags(o *runOptions) *pflag.FlagSet {
 	fs.DurationVar(&sc.Drain, "drain", 2*time.Second, "upper bound on the wait for deliveries in flight after the window; a duration (0: no wait)")
 	fs.Int64Var(&sc.Seed, "seed", 1, "seed of the publishers' start phases and payload bytes, not 0")
 	fs.DurationVar(&sc.MaxSchedLag, "max-sched-lag", 10*time.Millisecond, "p99 publisher scheduling lag above which a row is marked saturated; a positive duration")
-	fs.IntVar(&sc.SendQueue, "send-queue", 4096, "server send queue per connection, in frames, at least 1")
+	fs.IntVar(&sc.SendQueue, "send-queue", 4096, "server send queue per connection, in frames, 1 to 1048576")
 	fs.StringVar(&o.slowConsumer, "slow-consumer", "drop-oldest", "what the server does when a send queue is full: drop-oldest or disconnect (drops are counted)")
 	fs.StringVarP(&o.out, "out", "o", "", "write the results as CSV (schema v1) to this file, atomically, after each transport (default: no file)")
 	fs.BoolVarP(&o.quiet, "quiet", "q", false, "print no table and no progress; errors are still printed to stderr")
@@ -91,8 +91,8 @@ func (o *runOptions) validate() ([]transports.Transport, error) {
 		return nil, errors.New("--seed must not be 0")
 	case sc.MaxSchedLag <= 0:
 		return nil, fmt.Errorf("--max-sched-lag must be positive, got %v", sc.MaxSchedLag)
-	case sc.SendQueue < 1:
-		return nil, fmt.Errorf("--send-queue must be at least 1 frame, got %d", sc.SendQueue)
+	case sc.SendQueue < 1 || sc.SendQueue > bench.MaxSendQueue:
+		return nil, fmt.Errorf("--send-queue must be between 1 and %d frames, got %d", bench.MaxSendQueue, sc.SendQueue)
 	}
 	// Map the flags' zeros to what the library understands.
 	if sc.AckEvery == 0 {

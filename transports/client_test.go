@@ -11,6 +11,7 @@ import (
 
 	"github.com/evbench/evbench/transports"
 	"github.com/evbench/evbench/transports/tcp"
+	"github.com/evbench/evbench/transports/transporttest"
 	"github.com/evbench/evbench/transports/udp"
 )
 
@@ -43,7 +44,7 @@ func TestClientClose(t *testing.T) {
 			}
 
 			start := time.Now()
-			if err := within(promptly, m.c.Close); err != nil {
+			if err := transporttest.Within(promptly, m.c.Close); err != nil {
 				t.Fatalf("Close = %v, want nil within %v", err, promptly)
 			}
 			t.Logf("Close took %v", time.Since(start))
@@ -55,7 +56,7 @@ func TestClientClose(t *testing.T) {
 			if err := m.c.Err(); !errors.Is(err, net.ErrClosed) {
 				t.Errorf("Err after Close = %v, want an error wrapping net.ErrClosed", err)
 			}
-			if err := within(promptly, m.c.Close); err != nil {
+			if err := transporttest.Within(promptly, m.c.Close); err != nil {
 				t.Errorf("second Close = %v, want nil", err)
 			}
 			ev := transports.Frame{Namespace: []byte("/"), Room: []byte("r"), Name: []byte("msg")}
@@ -89,7 +90,7 @@ func TestClientClose(t *testing.T) {
 func TestClientSeesServerGo(t *testing.T) {
 	s := startHub(t, tcp.Plain(), transports.HubConfig{})
 	m := s.dial(t, transports.ClientConfig{})
-	if err := within(closeTimeout, s.hub.Close); err != nil {
+	if err := transporttest.Within(closeTimeout, s.hub.Close); err != nil {
 		t.Fatalf("Hub.Close: %v", err)
 	}
 	select {
@@ -100,7 +101,7 @@ func TestClientSeesServerGo(t *testing.T) {
 	if err := m.c.Err(); err == nil {
 		t.Error("Err = nil after the connection ended")
 	}
-	if err := within(promptly, m.c.Close); err != nil {
+	if err := transporttest.Within(promptly, m.c.Close); err != nil {
 		t.Errorf("Close after the server went = %v, want nil", err)
 	}
 }
@@ -119,7 +120,7 @@ func TestClientCloseRacesServerEOF(t *testing.T) {
 	if c.ID() != byeConnID {
 		t.Errorf("ID() = %d, want %d from the HELLO reply", c.ID(), byeConnID)
 	}
-	if err := within(promptly, c.Close); err != nil {
+	if err := transporttest.Within(promptly, c.Close); err != nil {
 		t.Fatalf("Close = %v, want nil", err)
 	}
 	if err := c.Err(); !errors.Is(err, net.ErrClosed) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/evbench/evbench/transports"
 	"github.com/evbench/evbench/transports/tcp"
+	"github.com/evbench/evbench/transports/transporttest"
 	"github.com/evbench/evbench/transports/udp"
 )
 
@@ -61,33 +62,14 @@ func serveHub(tb testing.TB, tr transports.Transport, ln transports.Listener, cf
 	tb.Cleanup(func() {
 		cancel()
 		ln.Close()
-		if err := within(closeTimeout, hub.Close); err != nil {
+		if err := transporttest.Within(closeTimeout, hub.Close); err != nil {
 			tb.Errorf("Hub.Close: %v", err)
 		}
-		if err := within(closeTimeout, func() error { return <-served }); err != nil {
+		if err := transporttest.Within(closeTimeout, func() error { return <-served }); err != nil {
 			tb.Errorf("Hub.Serve: %v", err)
 		}
 	})
 	return &server{tr: tr, hub: hub, addr: ln.Addr().String()}
-}
-
-// errStillBlocked is wrapped by within's error when fn has not returned.
-var errStillBlocked = errors.New("still blocked")
-
-// within runs fn and returns its error, or an error wrapping
-// errStillBlocked if it has not returned after d (its goroutine is then
-// left behind, and the leak check reports it too).
-func within(d time.Duration, fn func() error) error {
-	done := make(chan error, 1)
-	go func() { done <- fn() }()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case err := <-done:
-		return err
-	case <-timer.C:
-		return fmt.Errorf("%w after %v", errStillBlocked, d)
-	}
 }
 
 // event is a copy of a delivered EVENT's fields.
@@ -148,7 +130,7 @@ func (s *server) dial(tb testing.TB, cfg transports.ClientConfig) *member {
 	}
 	m.c = c
 	tb.Cleanup(func() {
-		if err := within(closeTimeout, c.Close); err != nil {
+		if err := transporttest.Within(closeTimeout, c.Close); err != nil {
 			tb.Errorf("Client.Close: %v", err)
 		}
 	})
@@ -569,12 +551,12 @@ func TestHubCloseEndsSilentConnections(t *testing.T) {
 	defer silent.Close()
 	time.Sleep(50 * time.Millisecond) // let the Hub accept both
 
-	if err := within(closeTimeout, hub.Close); err != nil {
+	if err := transporttest.Within(closeTimeout, hub.Close); err != nil {
 		t.Fatalf("Hub.Close with a connection that never sent HELLO: %v", err)
 	}
 	expectEnded(t, silent)
 	ln.Close()
-	if err := within(closeTimeout, func() error { return <-served }); err != nil {
+	if err := transporttest.Within(closeTimeout, func() error { return <-served }); err != nil {
 		t.Fatalf("Serve after Close: %v", err)
 	}
 	mu.Lock()
@@ -588,7 +570,7 @@ func TestHubCloseEndsSilentConnections(t *testing.T) {
 // closeTimeout (c is then closed to end the read).
 func expectEnded(tb testing.TB, c transports.Conn) {
 	tb.Helper()
-	err := within(closeTimeout, func() error {
+	err := transporttest.Within(closeTimeout, func() error {
 		for {
 			if _, err := c.ReadFrame(); err != nil {
 				return nil

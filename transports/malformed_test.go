@@ -15,6 +15,7 @@ import (
 
 	"github.com/evbench/evbench/transports"
 	"github.com/evbench/evbench/transports/tcp"
+	"github.com/evbench/evbench/transports/transporttest"
 )
 
 // encode returns the encoding of f, failing the test on an error.
@@ -292,12 +293,12 @@ func writeFrames(tb testing.TB, c transports.Conn, frames ...[]byte) {
 // within d (c is then closed).
 func readWithin(c transports.Conn, d time.Duration) ([]byte, error) {
 	var p []byte
-	err := within(d, func() error {
+	err := transporttest.Within(d, func() error {
 		var err error
 		p, err = c.ReadFrame()
 		return err
 	})
-	if errors.Is(err, errStillBlocked) {
+	if errors.Is(err, transporttest.ErrStillBlocked) {
 		c.Close()
 	}
 	return p, err

@@ -28,14 +28,14 @@ const (
 	countTimeout = 20 * time.Second       // receiving one batch of numbered frames
 )
 
-// errStillBlocked is wrapped by within's error when fn has not returned.
-var errStillBlocked = errors.New("still blocked")
+// ErrStillBlocked is wrapped by Within's error when fn has not returned.
+var ErrStillBlocked = errors.New("still blocked")
 
-// within runs fn on its own goroutine and returns its error, or an error
-// wrapping errStillBlocked when fn has not returned after d. A call that
+// Within runs fn on its own goroutine and returns its error, or an error
+// wrapping ErrStillBlocked when fn has not returned after d. A call that
 // never returns leaves its goroutine behind; the subtest's leak check then
 // reports it as well.
-func within(d time.Duration, fn func() error) error {
+func Within(d time.Duration, fn func() error) error {
 	done := make(chan error, 1)
 	go func() { done <- fn() }()
 	timer := time.NewTimer(d)
@@ -44,7 +44,7 @@ func within(d time.Duration, fn func() error) error {
 	case err := <-done:
 		return err
 	case <-timer.C:
-		return fmt.Errorf("%w after %v", errStillBlocked, d)
+		return fmt.Errorf("%w after %v", ErrStillBlocked, d)
 	}
 }
 
@@ -53,7 +53,7 @@ func within(d time.Duration, fn func() error) error {
 // report one.
 func closeIn(t *testing.T, what string, close func() error) {
 	t.Helper()
-	if err := within(closeTimeout, close); errors.Is(err, errStillBlocked) {
+	if err := Within(closeTimeout, close); errors.Is(err, ErrStillBlocked) {
 		t.Errorf("%s: %v", what, err)
 	}
 }
@@ -106,7 +106,7 @@ func listen(t *testing.T, tr transports.Transport) transports.Listener {
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
 	var ln transports.Listener
-	err := within(setupTimeout, func() (err error) {
+	err := Within(setupTimeout, func() (err error) {
 		ln, err = tr.Listen(ctx, "127.0.0.1:0")
 		return err
 	})
@@ -166,7 +166,7 @@ func newPair(t *testing.T, tr transports.Transport) *pair {
 	}()
 
 	addr := p.ln.Addr().String()
-	err := within(setupTimeout, func() (err error) {
+	err := Within(setupTimeout, func() (err error) {
 		p.client, err = tr.Dial(ctx, addr)
 		return err
 	})
@@ -180,7 +180,7 @@ func newPair(t *testing.T, tr transports.Transport) *pair {
 
 	sendSync := func() {
 		t.Helper()
-		if err := within(setupTimeout, func() error { return writeFlush(p.client, syncFrame) }); err != nil {
+		if err := Within(setupTimeout, func() error { return writeFlush(p.client, syncFrame) }); err != nil {
 			t.Fatalf("client writing its first frame: %v", err)
 		}
 	}
@@ -313,7 +313,7 @@ func (p *pair) deliver(t *testing.T, w transports.Conn, r *reader, want []byte, 
 	}
 	for range sends {
 		copy(scratch, want)
-		err := within(frameTimeout, func() error {
+		err := Within(frameTimeout, func() error {
 			if err := w.WriteFrame(scratch); err != nil {
 				return err
 			}

@@ -193,7 +193,7 @@ func testSizeLimit(t *testing.T, tr transports.Transport) {
 			w, rc := p.conns(d.clientToServer)
 			r := p.reader(rc) // reading, so that whatever is sent arrives
 			for _, big := range oversized {
-				err := within(frameTimeout, func() error { return w.WriteFrame(big) })
+				err := Within(frameTimeout, func() error { return w.WriteFrame(big) })
 				if !errors.Is(err, transports.ErrFrameTooLarge) {
 					t.Fatalf("WriteFrame of %d bytes (MaxFrame+1): %v, want an error wrapping transports.ErrFrameTooLarge", n, err)
 				}
@@ -243,12 +243,12 @@ func testCloseUnblocksRead(t *testing.T, tr transports.Transport) {
 			}
 
 			// The reader goroutine has returned; later calls fail the same way.
-			err := within(closeTimeout, func() error { _, err := c.ReadFrame(); return err })
+			err := Within(closeTimeout, func() error { _, err := c.ReadFrame(); return err })
 			if !errors.Is(err, net.ErrClosed) {
 				t.Errorf("ReadFrame after Close: %v, want an error wrapping net.ErrClosed", err)
 			}
 			// A buffering Conn may accept the frame and fail at Flush.
-			err = within(closeTimeout, func() error { return writeFlush(c, []byte("after close")) })
+			err = Within(closeTimeout, func() error { return writeFlush(c, []byte("after close")) })
 			if !errors.Is(err, net.ErrClosed) {
 				t.Errorf("WriteFrame+Flush after Close: %v, want an error wrapping net.ErrClosed", err)
 			}
@@ -329,7 +329,7 @@ func testPeerClose(t *testing.T, tr transports.Transport) {
 			closer, other := p.end(s.client), p.end(!s.client)
 			r := p.reader(other)
 			last := appendNumbered(nil, 1, numberedMax(p.caps))
-			if err := within(frameTimeout, func() error { return writeFlush(closer, last) }); err != nil {
+			if err := Within(frameTimeout, func() error { return writeFlush(closer, last) }); err != nil {
 				t.Fatalf("writing the last frame: %v", err)
 			}
 			closeIn(t, "Close", closer.Close)
@@ -373,7 +373,7 @@ func testListenerClose(t *testing.T, tr transports.Transport) {
 		case <-time.After(closeTimeout):
 			t.Fatalf("Accept still blocked %v after Listener.Close", closeTimeout)
 		}
-		err := within(closeTimeout, func() error { _, err := ln.Accept(ctx); return err })
+		err := Within(closeTimeout, func() error { _, err := ln.Accept(ctx); return err })
 		if !errors.Is(err, net.ErrClosed) {
 			t.Errorf("Accept after Listener.Close: %v, want an error wrapping net.ErrClosed", err)
 		}
@@ -387,7 +387,7 @@ func testListenerClose(t *testing.T, tr transports.Transport) {
 		expiring, cancel2 := context.WithTimeout(context.Background(), 2*settleDelay)
 		defer cancel2()
 		for _, ctx := range []context.Context{cancelled, expiring} {
-			err := within(closeTimeout, func() error { _, err := ln.Accept(ctx); return err })
+			err := Within(closeTimeout, func() error { _, err := ln.Accept(ctx); return err })
 			if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
 				t.Errorf("Accept with a ctx that ends (%v): %v, want ctx.Err() within %v", context.Cause(ctx), err, closeTimeout)
 			}
@@ -428,7 +428,7 @@ func testDialContext(t *testing.T, tr transports.Transport) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var c transports.Conn
-	err := within(closeTimeout, func() (err error) {
+	err := Within(closeTimeout, func() (err error) {
 		c, err = tr.Dial(ctx, ln.Addr().String())
 		return err
 	})

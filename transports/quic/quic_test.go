@@ -684,8 +684,13 @@ func TestWrongTransportRefused(t *testing.T) {
 }
 
 // TestReadFrameDoesNotAllocate checks the steady-state read path of "quic"
-// (quic-dgram's datagrams are allocated by quic-go).
+// (quic-dgram's datagrams are allocated by quic-go). The frames are given
+// time to arrive first: a read that has to wait runs quic-go's own blocking
+// path, whose allocations are not ours. CI runs it without -race.
 func TestReadFrameDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes allocation counts meaningless; .ci/run runs this test without it")
+	}
 	client, server := pair(t, Stream())
 	p := controlFrame(256)
 	const runs = 100
@@ -700,6 +705,7 @@ func TestReadFrameDoesNotAllocate(t *testing.T) {
 	if _, err := readWithin(t, server); err != nil { // warm the buffer
 		t.Fatal(err)
 	}
+	time.Sleep(100 * time.Millisecond) // 100 frames of 260 bytes on loopback
 	allocs := testing.AllocsPerRun(runs-1, func() {
 		if _, err := server.ReadFrame(); err != nil {
 			panic(err)

@@ -5,8 +5,8 @@
 // WebSocket, QUIC) lives in a package of its own.
 //
 // A Transport moves opaque frames between one client and the server; it knows
-// nothing about rooms or events. Implementations register themselves by name
-// with Register; the package transports/all imports every one of them.
+// nothing about rooms or events. Implementations are registered by name with
+// Register; package transports/all registers every one of them.
 package transports
 
 import (
@@ -14,7 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sort"
+	"slices"
+	"strings"
 	"sync"
 )
 
@@ -114,11 +115,14 @@ func Flush(c Conn) error {
 
 var registry = struct {
 	sync.RWMutex
-	m map[string]Transport
+	m     map[string]Transport
+	names []string // in registration order
 }{m: map[string]Transport{}}
 
-// Register makes t available under t.Name(). It panics on a duplicate name,
-// which is a programming error in the list of transports.
+// Register makes t available under t.Name(). Names lists transports in the
+// order they were registered (package transports/all registers the built-in
+// ones in the order reports list them). It panics on a duplicate name, which
+// is a programming error in the list of transports.
 func Register(t Transport) {
 	registry.Lock()
 	defer registry.Unlock()
@@ -126,6 +130,7 @@ func Register(t Transport) {
 		panic("transports: Register called twice for " + t.Name())
 	}
 	registry.m[t.Name()] = t
+	registry.names = append(registry.names, t.Name())
 }
 
 // Lookup returns the transport registered under name, or an error naming the
@@ -136,39 +141,13 @@ func Lookup(name string) (Transport, error) {
 	if t, ok := registry.m[name]; ok {
 		return t, nil
 	}
-	return nil, fmt.Errorf("unknown transport %q (known: %v)", name, namesLocked())
+	return nil, fmt.Errorf("unknown transport %q (known: %s)", name, strings.Join(registry.names, ", "))
 }
 
-// Names lists the registered transports in the canonical order tcp, tcp+tls,
-// udp, ws, wss, quic, quic-dgram, then any others alphabetically.
+// Names lists the registered transports in registration order. The caller
+// may modify the slice.
 func Names() []string {
 	registry.RLock()
 	defer registry.RUnlock()
-	return namesLocked()
-}
-
-// canonical is the order in which reports list the built-in transports.
-var canonical = []string{"tcp", "tcp+tls", "udp", "ws", "wss", "quic", "quic-dgram"}
-
-func namesLocked() []string {
-	rank := func(n string) int {
-		for i, c := range canonical {
-			if c == n {
-				return i
-			}
-		}
-		return len(canonical)
-	}
-	names := make([]string, 0, len(registry.m))
-	for n := range registry.m {
-		names = append(names, n)
-	}
-	sort.Slice(names, func(i, j int) bool {
-		ri, rj := rank(names[i]), rank(names[j])
-		if ri != rj {
-			return ri < rj
-		}
-		return names[i] < names[j]
-	})
-	return names
+	return slices.Clone(registry.names)
 }

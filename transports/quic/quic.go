@@ -120,11 +120,6 @@ const (
 	streamCodeBye quicgo.StreamErrorCode = 0 // STOP_SENDING from Close
 )
 
-func init() {
-	transports.Register(Stream())
-	transports.Register(Datagram())
-}
-
 // Stream returns the "quic" transport: every frame on one bidirectional
 // QUIC stream per client, length-prefixed, with buffered writes (its Conns
 // implement transports.Flusher). Caps: reliable, ordered, encrypted,

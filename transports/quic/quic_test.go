@@ -131,21 +131,19 @@ func readWithin(t testing.TB, c transports.Conn) ([]byte, error) {
 	}
 }
 
-func TestRegistered(t *testing.T) {
+func TestNameAndCaps(t *testing.T) {
 	tests := []struct {
+		tr   transports.Transport
 		name string
 		caps transports.Caps
 	}{
-		{"quic", transports.Caps{Reliable: true, Ordered: true, Encrypted: true, MaxFrame: transports.MaxPayloadBytes + 64<<10}},
-		{"quic-dgram", transports.Caps{Encrypted: true, Datagram: true, MaxFrame: DatagramMaxFrameBytes}},
+		{Stream(), "quic", transports.Caps{Reliable: true, Ordered: true, Encrypted: true, MaxFrame: transports.MaxPayloadBytes + 64<<10}},
+		{Datagram(), "quic-dgram", transports.Caps{Encrypted: true, Datagram: true, MaxFrame: DatagramMaxFrameBytes}},
 	}
 	for _, tt := range tests {
-		tr, err := transports.Lookup(tt.name)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tr := tt.tr
 		if tr.Name() != tt.name {
-			t.Errorf("Lookup(%q).Name() = %q", tt.name, tr.Name())
+			t.Errorf("Name() = %q, want %q", tr.Name(), tt.name)
 		}
 		if tr.Caps() != tt.caps {
 			t.Errorf("%s: Caps() = %+v, want %+v", tt.name, tr.Caps(), tt.caps)

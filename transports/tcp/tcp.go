@@ -70,11 +70,6 @@ const (
 	NameTLS   = "tcp+tls"
 )
 
-func init() {
-	transports.Register(Plain())
-	transports.Register(TLS())
-}
-
 // transport is a transports.Transport over TCP, with TLS when useTLS.
 type transport struct {
 	name   string

@@ -195,8 +195,6 @@ var _ transports.Transport = (*Transport)(nil)
 // defaults).
 func New(opts Options) transports.Transport { return &Transport{opts: opts} }
 
-func init() { transports.Register(New(Options{})) }
-
 // Name returns "udp".
 func (t *Transport) Name() string { return Name }
 

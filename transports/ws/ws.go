@@ -65,11 +65,6 @@ const (
 	maxReadBufBytes = MaxFrame + 2
 )
 
-func init() {
-	transports.Register(Plain())
-	transports.Register(TLS())
-}
-
 // Plain returns the "ws" transport: WebSocket over plain TCP. Caps: Reliable,
 // Ordered, MaxFrame.
 func Plain() transports.Transport { return &transport{name: "ws"} }

@@ -99,20 +99,18 @@ func pattern(n int, seed byte) []byte {
 	return p
 }
 
-func TestRegistryAndCaps(t *testing.T) {
+func TestNameAndCaps(t *testing.T) {
 	for _, tc := range []struct {
+		tr   transports.Transport
 		name string
 		want transports.Caps
 	}{
-		{"ws", transports.Caps{Reliable: true, Ordered: true, MaxFrame: MaxFrame}},
-		{"wss", transports.Caps{Reliable: true, Ordered: true, Encrypted: true, MaxFrame: MaxFrame}},
+		{Plain(), "ws", transports.Caps{Reliable: true, Ordered: true, MaxFrame: MaxFrame}},
+		{TLS(), "wss", transports.Caps{Reliable: true, Ordered: true, Encrypted: true, MaxFrame: MaxFrame}},
 	} {
-		tr, err := transports.Lookup(tc.name)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tr := tc.tr
 		if tr.Name() != tc.name {
-			t.Errorf("Lookup(%q).Name() = %q", tc.name, tr.Name())
+			t.Errorf("Name() = %q, want %q", tr.Name(), tc.name)
 		}
 		if got := tr.Caps(); got != tc.want {
 			t.Errorf("%s: Caps() = %+v, want %+v", tc.name, got, tc.want)

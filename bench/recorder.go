@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,8 @@ const (
 // for sequence state but not counted.
 type Recorder struct {
 	windowStart, windowEnd atomic.Int64
+	recvEnd                atomic.Int64 // receptions at or after it are outside the window; see EndReception
+	sealed                 atomic.Bool  // see Seal
 	maxLatNs               int64
 	shards                 []recShard
 
@@ -108,6 +111,7 @@ func NewRecorder(windowStart, windowEnd int64, shards int, maxLatency time.Durat
 		connect:  newHist(int64(maxLatency)),
 	}
 	r.SetWindow(windowStart, windowEnd)
+	r.recvEnd.Store(math.MaxInt64)
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.lat, s.raw = newHist(r.maxLatNs), newHist(r.maxLatNs)
@@ -129,10 +133,36 @@ func (r *Recorder) SetWindow(start, end int64) {
 	r.windowEnd.Store(end)
 }
 
+// Seal freezes the Recorder: every Record call after Seal returns records
+// nothing, and Snapshot returns what was recorded until then. The Runner
+// seals an interrupted run once its row is final, so that goroutines still
+// winding down cannot change it.
+func (r *Recorder) Seal() {
+	r.sealed.Store(true)
+	for i := range r.shards { // wait for the calls already inside a shard
+		r.shards[i].mu.Lock()
+		r.shards[i].mu.Unlock()
+	}
+	r.cmu.Lock()
+	r.cmu.Unlock()
+}
+
+// EndReception ends the window at endNs for receptions (the basis of
+// throughput and goodput), whatever SetWindow says: a run cut short by an
+// interrupt stops counting what arrives from the cut on, while deliveries of
+// events sent before it are still accounted.
+func (r *Recorder) EndReception(endNs int64) { r.recvEnd.Store(endNs) }
+
 // Measured reports whether an event intended for intendedNs is inside the
 // measurement window.
 func (r *Recorder) Measured(intendedNs int64) bool {
 	return intendedNs >= r.windowStart.Load() && intendedNs < r.windowEnd.Load()
+}
+
+// receivedInWindow reports whether a delivery received at recvNs counts
+// towards the window's throughput.
+func (r *Recorder) receivedInWindow(recvNs int64) bool {
+	return r.Measured(recvNs) && recvNs < r.recvEnd.Load()
 }
 
 func (r *Recorder) shard(i int) *recShard { return &r.shards[uint(i)%uint(len(r.shards))] }
@@ -156,6 +186,9 @@ func (r *Recorder) RecordDelivery(d *Delivery) {
 	s := r.shard(int(d.Receiver))
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if r.sealed.Load() {
+		return
+	}
 	k := streamKey{receiver: d.Receiver, room: d.Room, sender: d.Sender}
 	t := s.streams[k]
 	if t == nil {
@@ -163,7 +196,7 @@ func (r *Recorder) RecordDelivery(d *Delivery) {
 		s.streams[k] = t
 	}
 	v := t.Observe(d.Seq)
-	if v != SeqDuplicate && r.Measured(d.RecvNs) {
+	if v != SeqDuplicate && r.receivedInWindow(d.RecvNs) {
 		s.c.WindowRecv++
 		s.c.WindowBytes += int64(d.PayloadBytes)
 	}
@@ -196,6 +229,9 @@ func (r *Recorder) RecordSend(publisher int, lag time.Duration, expected int64, 
 	s := r.shard(publisher)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if r.sealed.Load() {
+		return
+	}
 	if err != nil {
 		s.c.SendErrors++
 	} else {
@@ -205,28 +241,50 @@ func (r *Recorder) RecordSend(publisher int, lag time.Duration, expected int64, 
 	s.lag.RecordValue(min(int64(lag), r.maxLatNs))
 }
 
+// RecordSendFailed takes back a RecordSend of a publisher whose write then
+// failed: the event is a send error and owes its expected deliveries no
+// more. After Seal it changes nothing, so a write abandoned by the teardown
+// of an interrupted run stays counted as sent (it was in flight).
+func (r *Recorder) RecordSendFailed(publisher int, expected int64) {
+	s := r.shard(publisher)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.sealed.Load() {
+		return
+	}
+	s.c.Sent--
+	s.c.Expected -= expected
+	s.c.SendErrors++
+}
+
 // RecordNotSent counts n measured slots of a publisher that were never sent.
 func (r *Recorder) RecordNotSent(publisher int, n int64) {
 	s := r.shard(publisher)
 	s.mu.Lock()
-	s.c.NotSent += n
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if !r.sealed.Load() {
+		s.c.NotSent += n
+	}
 }
 
 // RecordAck records an emit's ack round-trip time (shard = publisher index).
 func (r *Recorder) RecordAck(publisher int, rtt time.Duration) {
 	s := r.shard(publisher)
 	s.mu.Lock()
-	s.ackRTT.RecordValue(min(max(int64(rtt), 0), r.maxLatNs))
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if !r.sealed.Load() {
+		s.ackRTT.RecordValue(min(max(int64(rtt), 0), r.maxLatNs))
+	}
 }
 
 // RecordConnect records one client's connection set-up time (dial, TLS
 // where used, and the HELLO round trip).
 func (r *Recorder) RecordConnect(d time.Duration) {
 	r.cmu.Lock()
-	r.connect.RecordValue(min(max(int64(d), 0), r.maxLatNs))
-	r.cmu.Unlock()
+	defer r.cmu.Unlock()
+	if !r.sealed.Load() {
+		r.connect.RecordValue(min(max(int64(d), 0), r.maxLatNs))
+	}
 }
 
 // Delivered is the number of unique measured deliveries so far; the Runner

@@ -29,47 +29,68 @@ const ListenAddr = "127.0.0.1:0"
 // join is acknowledged, runs the open-loop publishers through warm-up and the
 // measurement window, drains, and returns one results.Result (Repeat 0).
 //
-// When ctx is cancelled the publishers stop, the deliveries in flight are
-// drained (bounded by sc.Drain, not by ctx) and the partial row is returned
-// with Error "interrupted" and Duration cut to the part measured. An error
-// is returned, with the row's Error set too, when the run could not be set
-// up, or wrapping ErrMeasurement when what it measured is not the scenario
-// asked for.
+// When ctx is cancelled (the first Ctrl-C) the window ends at once: the
+// publishers stop before their next slot, and the deliveries in flight are
+// drained for at most InterruptGrace after the cancel (not at all when the
+// publishers were behind their schedule, so the server is behind too). The
+// row is then final: a send still blocked in a write counts as sent and
+// missed. It is returned with Error "interrupted" and Duration cut to the
+// part measured. An error is returned, with the row's Error set too, when the
+// run could not be set up, or wrapping ErrMeasurement when what it measured
+// is not the scenario asked for.
 func Run(ctx context.Context, tr transports.Transport, sc Scenario) (results.Result, error) {
+	return RunFinal(ctx, tr, sc, nil)
+}
+
+// RunFinal is Run, calling final (when not nil) once with the row and the
+// error Run is about to return as soon as the row is final, before the run
+// closes its connections and waits for its goroutines. On a saturated
+// machine that teardown can take seconds; a caller that exits after an
+// interrupt can write the row from final and not wait for it.
+func RunFinal(ctx context.Context, tr transports.Transport, sc Scenario, final func(results.Result, error)) (results.Result, error) {
 	sc = sc.WithDefaults()
 	res := results.Result{
 		Schema: results.SchemaVersion, StartedAt: time.Now().UTC(), Transport: tr.Name(),
-		Clients: sc.Clients, Rooms: sc.Rooms, Publishers: max(sc.Publishers, 0), RateEPS: sc.RateEPS,
+		Clients: sc.Clients, Rooms: sc.Rooms, Publishers: sc.publishers(), RateEPS: sc.RateEPS,
 		PayloadBytes: sc.PayloadBytes, Duration: sc.Duration,
 	}
-	fail := func(err error) (results.Result, error) {
-		res.Error = err.Error()
+	done := func(err error) (results.Result, error) {
+		if err != nil && res.Error == "" {
+			res.Error = err.Error()
+		}
+		if final != nil {
+			final(res, err)
+		}
 		return res, err
 	}
 	caps := tr.Caps()
 	if err := sc.Validate(tr.Name(), &caps); err != nil {
-		return fail(err)
+		return done(err)
 	}
 	r := newRun(sc, tr)
+	defer context.AfterFunc(ctx, r.interrupt)()
 	hub, addr, stop, err := r.startServer(ctx)
 	if err != nil {
-		return fail(err)
+		return done(err)
 	}
 	defer stop()
 	if err := r.connect(ctx, addr); err != nil {
-		return fail(err)
+		return done(err)
 	}
 
-	windowStart, windowEnd, stopNs := r.publishAll(ctx)
+	windowStart, windowEnd := r.publishAll(ctx)
 	interrupted := ctx.Err() != nil
-	if interrupted {
-		// The window ends where the run was stopped: nothing was sent after.
-		windowEnd = min(windowEnd, max(stopNs, windowStart))
-		r.rec.SetWindow(windowStart, windowEnd)
-		res.Duration = time.Duration(windowEnd - windowStart)
-	}
 	if r.drain(ctx) {
 		interrupted = true // the drain was cut short: deliveries may still have been in flight
+	}
+	if interrupted {
+		// The row is what was recorded until now; publishers still blocked in
+		// a write are released by the teardown and change nothing. The window
+		// ends at the cut, or after the last slot sent if a send raced the
+		// cancel, so that everything counted as sent lies inside it.
+		r.rec.Seal()
+		end := max(r.cutNs.Load(), r.lastDue.Load()+1, windowStart)
+		res.Duration = time.Duration(min(end, windowEnd) - windowStart)
 	}
 	for _, fc := range r.clients {
 		r.ackTimeouts += int64(fc.c.PendingAcks())
@@ -77,9 +98,9 @@ func Run(ctx context.Context, tr transports.Transport, sc Scenario) (results.Res
 	sn, st := r.rec.Snapshot(), hub.Stats()
 	r.fill(&res, sn, st)
 	if res.Error = r.verdict(&res, sn, st, interrupted); res.Error != "" && !interrupted {
-		return res, fmt.Errorf("%w: %s", ErrMeasurement, res.Error)
+		return done(fmt.Errorf("%w: %s", ErrMeasurement, res.Error))
 	}
-	return res, nil
+	return done(nil)
 }
 
 // newRun prepares the state of one Run. The Recorder exists before any
@@ -89,6 +110,7 @@ func newRun(sc Scenario, tr transports.Transport) *run {
 	r := &run{
 		sc: sc, tr: tr, clk: newRealClock(time.Now()), rec: NewRecorder(0, 0, 0, 0),
 		members: make([]atomic.Int64, sc.Rooms), roomIndex: make(map[string]uint32, sc.Rooms),
+		cut: make(chan struct{}),
 	}
 	for i := range sc.Rooms {
 		r.roomIndex[roomName(i)] = uint32(i)
@@ -113,15 +135,20 @@ func (r *run) startServer(ctx context.Context) (hub *transports.Hub, addr string
 		r.closeClients()
 		ln.Close()
 		<-served
+		r.publishers.Wait() // the closed connections ended any blocked write
 		hub.Close()
 	}, nil
 }
 
 // publishAll runs every publisher through warm-up and the window and
-// returns the window and when the publishers stopped, on the run clock.
-// Publishers start after a short lead, each at a random phase within its
-// first interval so that they do not fire in lockstep.
-func (r *run) publishAll(ctx context.Context) (windowStart, windowEnd, stopNs int64) {
+// returns the window on the run clock. Publishers start after a short lead,
+// each at a random phase within its first interval so that they do not fire
+// in lockstep. After an interrupt it returns once the publishers have
+// stopped or the interrupt's grace has passed, whichever is first: a
+// publisher blocked in a write (a full send buffer towards a server that is
+// far behind) would otherwise hold the run for as long as the backlog takes.
+// The teardown (startServer's stop) releases and waits for those.
+func (r *run) publishAll(ctx context.Context) (windowStart, windowEnd int64) {
 	sc := r.sc
 	interval := time.Duration(float64(time.Second) / sc.RateEPS)
 	startNs := r.clk.Now() + int64(20*time.Millisecond)
@@ -130,14 +157,49 @@ func (r *run) publishAll(ctx context.Context) (windowStart, windowEnd, stopNs in
 	r.rec.SetWindow(windowStart, windowEnd)
 
 	rng := rand.New(rand.NewPCG(uint64(sc.Seed), 0x65766265))
-	var wg sync.WaitGroup
-	for p := range max(sc.Publishers, 0) {
+	for p := range sc.publishers() {
 		sched := Schedule{StartNs: startNs + rng.Int64N(int64(interval)), Interval: interval, EndNs: windowEnd, Grace: sc.MaxSchedLag}
 		payloadSeed := rng.Uint64() // drawn here: rng is not safe for concurrent use
-		wg.Go(func() { r.publish(ctx, p, sched, payloadSeed) })
+		r.publishers.Go(func() { r.publish(ctx, p, sched, payloadSeed) })
 	}
-	wg.Wait()
-	return windowStart, windowEnd, r.clk.Now()
+	done := make(chan struct{})
+	go func() { r.publishers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		select {
+		case <-done:
+		case <-r.interruptDeadline():
+		}
+	}
+	return windowStart, windowEnd
+}
+
+// InterruptGrace bounds how long a run goes on after ctx is cancelled to
+// let the deliveries in flight arrive.
+const InterruptGrace = time.Second
+
+// interrupt records when ctx was cancelled: the end of the measured window
+// on the run clock (also for receptions), and when the grace that follows
+// ends. Run registers it with context.AfterFunc.
+func (r *run) interrupt() {
+	now := r.clk.Now()
+	r.cutNs.Store(now)
+	r.rec.EndReception(now)
+	r.graceEnd = time.Now().Add(InterruptGrace)
+	if time.Duration(r.lastLag.Load()) > r.sc.MaxSchedLag {
+		// The publishers are behind their schedule, so the server is behind
+		// too: what is in flight would not land within the grace.
+		r.graceEnd = time.Now()
+	}
+	close(r.cut)
+}
+
+// interruptDeadline returns a channel closed when the interrupt's grace
+// ends. Call it only once ctx is done.
+func (r *run) interruptDeadline() <-chan time.Time {
+	<-r.cut // interrupt runs in a goroutine of its own right after the cancel
+	return time.After(time.Until(r.graceEnd))
 }
 
 // verdict records the clients lost in res.Disconnects and returns the
@@ -171,6 +233,14 @@ type run struct {
 	rec       *Recorder
 	roomIndex map[string]uint32
 	members   []atomic.Int64 // per room: clients whose join is acknowledged and who have not left
+
+	publishers sync.WaitGroup
+	lastLag    atomic.Int64 // scheduling lag of the latest send of any publisher, ns
+	lastDue    atomic.Int64 // latest due time of a measured slot sent, on the run clock
+
+	cut      chan struct{} // closed by interrupt, once it has set cutNs and graceEnd
+	cutNs    atomic.Int64  // when ctx was cancelled, on the run clock
+	graceEnd time.Time     // read after cut is closed
 
 	clients     []*fleetClient
 	ackTimeouts int64
@@ -304,9 +374,16 @@ func (r *run) publish(ctx context.Context, p int, sched Schedule, payloadSeed ui
 		// the sender (DESIGN.md).
 		expected := r.members[fc.rooms[j]].Load() - 1
 		wantAck := r.sc.AckEvery > 0 && k%int64(r.sc.AckEvery) == 0
-		err := fc.c.Emit(&ev, wantAck)
+		r.lastLag.Store(int64(lag))
 		if measured {
-			r.rec.RecordSend(p, lag, expected, err)
+			// Counted before the write, so that no delivery is ever recorded
+			// ahead of its send; a failed write takes it back.
+			r.rec.RecordSend(p, lag, expected, nil)
+			storeMax(&r.lastDue, due)
+		}
+		err := fc.c.Emit(&ev, wantAck)
+		if measured && err != nil {
+			r.rec.RecordSendFailed(p, expected)
 		}
 		return err
 	})
@@ -324,22 +401,25 @@ func (r *run) publish(ctx context.Context, p int, sched Schedule, payloadSeed ui
 	}
 }
 
-// interruptedDrain bounds the drain of a run already interrupted when the
-// drain starts: long enough for what is in flight on loopback, short enough
-// that Ctrl-C is prompt.
-const interruptedDrain = time.Second
+// storeMax raises v to x if x is larger.
+func storeMax(v *atomic.Int64, x int64) {
+	for old := v.Load(); x > old && !v.CompareAndSwap(old, x); old = v.Load() {
+	}
+}
 
 // drain waits until every expected delivery has arrived or sc.Drain has
-// passed since the window closed. After an interrupt it waits at most
-// interruptedDrain, and an interrupt during the drain ends it at once; it
-// reports whether it was cut short that way.
+// passed since the window closed. After an interrupt it waits at most until
+// InterruptGrace after it, and an interrupt during the drain ends it at
+// once; it reports whether it was cut short that way.
 func (r *run) drain(ctx context.Context) (cut bool) {
-	wait := max(r.sc.Drain, 0)
+	deadline := time.Now().Add(max(r.sc.Drain, 0))
 	if ctx.Err() != nil {
-		wait = min(wait, interruptedDrain)
+		<-r.cut
+		if r.graceEnd.Before(deadline) {
+			deadline = r.graceEnd
+		}
 		ctx = context.Background() // already interrupted: the bound above is the limit
 	}
-	deadline := time.Now().Add(wait)
 	poll := time.NewTicker(2 * time.Millisecond)
 	defer poll.Stop()
 	for time.Now().Before(deadline) {

@@ -247,7 +247,7 @@ func TestRunDisconnect(t *testing.T) {
 			})
 		}
 	}}
-	sc := bench.Scenario{Clients: clients, Rooms: 1, Publishers: 1, RateEPS: 200, AckEvery: -1,
+	sc := bench.Scenario{Clients: clients, Rooms: 1, Publishers: 1, RateEPS: 200, AckEvery: bench.NeverAck,
 		Warmup: 100 * time.Millisecond, Duration: time.Second, Drain: 500 * time.Millisecond}
 	res, err := bench.Run(context.Background(), tr, sc)
 	if !errors.Is(err, bench.ErrMeasurement) {

@@ -11,7 +11,7 @@ import (
 	_ "github.com/evbench/evbench/transports/all"
 )
 
-// Exit codes (DESIGN.md).
+// Exit codes.
 const (
 	exitOK      = 0
 	exitFailed  = 1 // a failed measurement
@@ -20,46 +20,62 @@ const (
 	programName = "evbench"
 )
 
-const usage = `evbench measures socket.io-style events over TCP, UDP, WebSocket and QUIC:
-fan-out latency, throughput and missed events, per transport, side by side.
+const usage = `evbench measures socket.io-style events over TCP, UDP, WebSocket and
+QUIC: fan-out latency, throughput and missed events, per transport, side by
+side.
 
 Usage:
-  evbench run [flags]     run a benchmark of one or more transports on loopback
-  evbench help [command]  show help
+  evbench run [flags]       benchmark one or more transports on loopback
+  evbench check FILE...     check the invariants of results CSV files
+  evbench version           print the version and VCS revision
+  evbench help [command]    show help
 
-Run 'evbench run --help' for the flags of run.
+Run 'evbench help COMMAND' (or 'evbench COMMAND --help') for its flags.
 `
 
 // Main runs the evbench command line with args (without the program name),
 // writing the results table and help to stdout and progress and errors to
 // stderr, and returns the exit code: 0 ok, 1 failed measurement, 2 usage
 // error, 130 interrupted (ctx cancelled; the rows measured so far are still
-// reported and written).
+// reported and written). It returns only when everything it started has
+// ended, so tests can call it in-process.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return mainExit(ctx, args, stdout, stderr, nil)
+}
+
+// mainExit is Main; exitEarly, when not nil, is called instead of waiting
+// for a saturated run's teardown after an interrupt (see runCmd).
+func mainExit(ctx context.Context, args []string, stdout, stderr io.Writer, exitEarly func(int)) int {
 	if len(args) == 0 {
 		fmt.Fprintf(stderr, "evbench: no command given\n\n%s", usage)
 		return exitUsage
 	}
-	switch args[0] {
-	case "run":
-		return runCmd(ctx, args[1:], stdout, stderr)
-	case "check":
-		return checkCmd(ctx, args[1:], stdout, stderr)
+	commands := map[string]func(args []string) int{
+		"run":     func(args []string) int { return runCmd(ctx, args, stdout, stderr, exitEarly) },
+		"check":   func(args []string) int { return checkCmd(ctx, args, stdout, stderr) },
+		"version": func(args []string) int { return versionCmd(args, stdout, stderr) },
+	}
+	switch name := args[0]; name {
+	case "--version":
+		return versionCmd(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		switch {
-		case len(args) == 1:
+		case len(args) == 1 || len(args) == 2 && args[1] == "help":
 			fmt.Fprint(stdout, usage)
 			return exitOK
-		case len(args) == 2 && args[1] == "run":
-			return runCmd(ctx, []string{"--help"}, stdout, stderr)
-		case len(args) == 2:
-			fmt.Fprintf(stderr, "evbench: no help for unknown command %q\nRun 'evbench --help' for usage.\n", args[1])
+		case len(args) > 2:
+			fmt.Fprintf(stderr, "evbench: help takes at most one command, got %q\nRun 'evbench help' for usage.\n", args[1:])
+		case commands[args[1]] != nil:
+			return commands[args[1]]([]string{"--help"})
 		default:
-			fmt.Fprintf(stderr, "evbench: %s takes at most one command, got %q\nRun 'evbench --help' for usage.\n", args[0], args[1:])
+			fmt.Fprintf(stderr, "evbench: no help for unknown command %q\nRun 'evbench help' for usage.\n", args[1])
 		}
 		return exitUsage
 	default:
-		fmt.Fprintf(stderr, "evbench: unknown command %q\nRun 'evbench --help' for usage.\n", args[0])
+		if cmd := commands[name]; cmd != nil {
+			return cmd(args[1:])
+		}
+		fmt.Fprintf(stderr, "evbench: unknown command %q\nRun 'evbench help' for usage.\n", name)
 		return exitUsage
 	}
 }

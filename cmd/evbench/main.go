@@ -12,17 +12,20 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// The first Ctrl-C cancels ctx: the run drains and writes what it
-	// measured. A second one exits at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		<-ctx.Done()
-		stop()
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 		<-sig
-		fmt.Fprintln(os.Stderr, "evbench: interrupted twice, exiting without writing results")
-		os.Exit(130)
+		// The first signal ends the measurement window; the run drains for
+		// at most a second and writes what it measured. From here on the
+		// default action applies, so a second signal ends the process in
+		// the kernel at once, however busy the process is.
+		signal.Reset(os.Interrupt, syscall.SIGTERM)
+		cancel()
+		fmt.Fprintln(os.Stderr, "evbench: interrupted: writing what was measured (interrupt again to exit at once)")
+		<-sig // a second signal that arrived before Reset took effect
+		os.Exit(exitSignal)
 	}()
-	os.Exit(Main(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(mainExit(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Exit))
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -47,6 +48,10 @@ func TestMain(m *testing.M) {
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
+
+// transportStarted matches the progress line with which run starts a
+// transport.
+var transportStarted = regexp.MustCompile(`(?m)^evbench: \S+ +\d+ clients, `)
 
 // goTool finds the go command that runs the tests.
 func goTool() string {
@@ -89,23 +94,31 @@ func runBinary(t *testing.T, timeout time.Duration, env []string, args ...string
 	return code, out.String(), errOut.String()
 }
 
-// flagLine returns the line of `evbench run --help` that documents flag name.
+// flagLine returns the entry of `evbench run --help` that documents flag
+// name: its first line and the lines its text wraps onto, joined by spaces.
 func flagLine(help, name string) string {
+	var entry []string
 	for line := range strings.Lines(help) {
-		if strings.Contains(line, "--"+name+" ") || strings.Contains(line, "--"+name+"[") {
-			return line
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case entry == nil && (strings.Contains(line, "--"+name+" ") || strings.Contains(line, "--"+name+"[")):
+			entry = append(entry, trimmed)
+		case entry != nil && strings.HasPrefix(line, "          "): // wrapped text, not the next flag
+			entry = append(entry, trimmed)
+		case entry != nil:
+			return strings.Join(entry, " ")
 		}
 	}
-	return ""
+	return strings.Join(entry, " ")
 }
 
 func TestTopLevelHelp(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"help", "help"}} {
 		code, stdout, stderr := runMain(context.Background(), args...)
 		if code != exitOK || stderr != "" {
 			t.Errorf("evbench %q: exit %d, stderr %q; want 0 and nothing on stderr", args, code, stderr)
 		}
-		for _, want := range []string{"evbench run [flags]", "evbench help [command]", "evbench run --help"} {
+		for _, want := range []string{"evbench run [flags]", "evbench check FILE", "evbench version", "evbench help [command]"} {
 			if !strings.Contains(stdout, want) {
 				t.Errorf("evbench %q: help lacks %q:\n%s", args, want, stdout)
 			}
@@ -122,7 +135,7 @@ func TestRunHelp(t *testing.T) {
 		"clients":          {"clients", "(default 50)"},
 		"rooms":            {"rooms", "(default 5)"},
 		"rooms-per-client": {"rooms", "(default 1)"},
-		"publishers":       {"clients", "default 0: every client"},
+		"publishers":       {"clients", "0: every client"},
 		"rate":             {"events/s", "(default 10)"},
 		"ack-every":        {"emits", "0: never", "(default 10)"},
 		"payload":          {"bytes", "(default 128)"},
@@ -133,8 +146,9 @@ func TestRunHelp(t *testing.T) {
 		"max-sched-lag":    {"duration", "(default 10ms)"},
 		"send-queue":       {"frames", "(default 4096)"},
 		"slow-consumer":    {"drop-oldest or disconnect", `(default "drop-oldest")`},
-		"out":              {"CSV", "default: no file"},
-		"quiet":            {"no table", "stderr"},
+		"connect-timeout":  {"connect", "(default 10s)"},
+		"out":              {"CSV", "- for stdout", "default: no file"},
+		"quiet":            {"no table", "stderr", "needs -o"},
 	}
 	var o runOptions
 	fs := runFlags(&o)
@@ -193,13 +207,15 @@ func TestUsageErrors(t *testing.T) {
 		{"rooms per client over rooms", []string{"--rooms", "2", "--rooms-per-client", "3"}, false, "--rooms-per-client"},
 		{"publishers over clients", []string{"--clients", "4", "--publishers", "5"}, false, "--publishers"},
 		{"negative publishers", []string{"--publishers", "-1"}, false, "--publishers"},
-		{"zero rate", []string{"--rate", "0"}, false, "--rate must be above 0 events/s"},
+		{"zero rate", []string{"--rate", "0"}, false, "--rate must be between 0.001 and 1e+07 events/s per publisher, got 0"},
+		{"rate too high", []string{"--rate", "2e7"}, false, "--rate must be between 0.001 and 1e+07 events/s per publisher, got 2e+07"},
 		{"negative rate", []string{"--rate", "-3"}, false, "--rate"},
 		{"NaN rate", []string{"--rate", "NaN"}, false, "--rate"},
 		{"zero clients", []string{"--clients", "0"}, false, "--clients must be at least 1"},
 		{"zero rooms", []string{"--rooms", "0"}, false, "--rooms must be at least 1"},
-		{"negative payload", []string{"--payload", "-1"}, false, "--payload must be at least 1 byte, got -1"},
-		{"zero payload", []string{"--payload", "0"}, false, "--payload"},
+		{"negative payload", []string{"--payload", "-1"}, false, "--payload must be between 1 and 16777216 bytes, got -1"},
+		{"zero payload", []string{"--payload", "0"}, false, "--payload must be between 1 and 16777216 bytes, got 0"},
+		{"payload over the codec", []string{"--payload", "20000000"}, false, "--payload must be between 1 and 16777216 bytes, got 20000000"},
 		{"payload over udp datagram", []string{"--transports", "udp", "--payload", "2000"}, false, "udp's limit"},
 		{"payload over quic-dgram datagram", []string{"--transports", "quic-dgram", "--payload", "1200"}, false, "quic-dgram's limit"},
 		{"payload over limit late in the list", []string{"--transports", "tcp,udp", "--payload", "2000"}, false, "udp's limit"},
@@ -208,7 +224,9 @@ func TestUsageErrors(t *testing.T) {
 		{"negative warmup", []string{"--warmup", "-1s"}, false, "--warmup"},
 		{"negative drain", []string{"--drain", "-1s"}, false, "--drain"},
 		{"zero seed", []string{"--seed", "0"}, false, "--seed"},
-		{"negative ack-every", []string{"--ack-every", "-2"}, false, "--ack-every"},
+		{"negative ack-every", []string{"--ack-every", "-2"}, false, "--ack-every must be at least 1 emit, got -2 (or 0 for never)"},
+		{"zero connect-timeout", []string{"--connect-timeout", "0"}, false, "--connect-timeout must be positive"},
+		{"quiet without -o", []string{"run", "-q", "--clients", "4", "--rooms", "2"}, true, "-q prints no table"},
 		{"zero max-sched-lag", []string{"--max-sched-lag", "0"}, false, "--max-sched-lag"},
 		{"zero send-queue", []string{"--send-queue", "0"}, false, "--send-queue"},
 		{"bad slow-consumer", []string{"--slow-consumer", "ignore"}, false, "--slow-consumer"},
@@ -216,6 +234,7 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, true, `unknown command "frobnicate"`},
 		{"flag before command", []string{"--clients", "3"}, true, `unknown command "--clients"`},
 		{"help for unknown command", []string{"help", "frobnicate"}, true, `"frobnicate"`},
+		{"help for two commands", []string{"help", "run", "check"}, true, "help takes at most one command"},
 		{"no args", nil, true, "no command given"},
 	}
 	for _, tt := range tests {
@@ -246,7 +265,7 @@ func TestUsageErrors(t *testing.T) {
 				if stdout != "" {
 					t.Errorf("%s: stdout %q, want nothing", how, stdout)
 				}
-				if strings.Contains(stderr, "events/s per publisher") {
+				if transportStarted.MatchString(stderr) {
 					t.Errorf("%s: a transport started before the error:\n%s", how, stderr)
 				}
 				if elapsed > 3*time.Second {

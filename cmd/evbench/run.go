@@ -28,89 +28,132 @@ type runOptions struct {
 	quiet        bool
 }
 
+// stdoutPath is the -o value that writes the CSV to stdout.
+const stdoutPath = "-"
+
+// runFlags binds the flags of run to o. Their defaults are the library's
+// (bench.Scenario's WithDefaults and the transport registry), so the help
+// and the behaviour cannot drift apart.
 func runFlags(o *runOptions) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("evbench run", pflag.ContinueOnError)
+	o.scenario = bench.Scenario{}.WithDefaults()
 	sc := &o.scenario
-	fs.StringSliceVar(&o.transports, "transports", []string{"tcp", "tcp+tls", "udp", "ws", "wss", "quic", "quic-dgram"},
+	fs.StringSliceVar(&o.transports, "transports", transports.Names(),
 		"comma-separated transports to measure, one after another")
-	fs.IntVar(&sc.Clients, "clients", 50, "number of simulated clients, at least 1")
-	fs.IntVar(&sc.Rooms, "rooms", 5, "number of rooms, at least 1; clients are spread over them round-robin")
-	fs.IntVar(&sc.RoomsPerClient, "rooms-per-client", 1, "rooms each client joins (1 to --rooms), besides the room named by its own id")
-	fs.IntVar(&sc.Publishers, "publishers", 0, "number of clients that emit, at most --clients (default 0: every client)")
-	fs.Float64Var(&sc.RateEPS, "rate", 10, "target emit rate of each publisher, in events/s, at least 0.001 (open loop)")
-	fs.IntVar(&sc.AckEvery, "ack-every", 10, "every Nth emit asks for an ack whose round trip is measured, in emits (0: never)")
-	fs.IntVar(&sc.PayloadBytes, "payload", 128, "payload size of each event, in bytes, at least 1; udp and quic-dgram cap it so an event fits one datagram")
-	fs.DurationVar(&sc.Duration, "duration", 5*time.Second, "length of the measurement window, a duration such as 500ms, 5s or 1m")
-	fs.DurationVar(&sc.Warmup, "warmup", time.Second, "publishing time before the measurement window, not counted; a duration (0: none)")
-	fs.DurationVar(&sc.Drain, "drain", 2*time.Second, "upper bound on the wait for deliveries in flight after the window; a duration (0: no wait)")
-	fs.Int64Var(&sc.Seed, "seed", 1, "seed of the publishers' start phases and payload bytes, not 0")
-	fs.DurationVar(&sc.MaxSchedLag, "max-sched-lag", 10*time.Millisecond, "p99 publisher scheduling lag above which a row is marked saturated; a positive duration")
-	fs.IntVar(&sc.SendQueue, "send-queue", 4096, "server send queue per connection, in frames, 1 to 1048576")
-	fs.StringVar(&o.slowConsumer, "slow-consumer", "drop-oldest", "what the server does when a send queue is full: drop-oldest or disconnect (drops are counted)")
-	fs.StringVarP(&o.out, "out", "o", "", "write the results as CSV (schema v1) to this file, atomically, after each transport (default: no file)")
-	fs.BoolVarP(&o.quiet, "quiet", "q", false, "print no table and no progress; errors are still printed to stderr")
+	fs.IntVar(&sc.Clients, "clients", sc.Clients, "number of simulated clients, at least 1")
+	fs.IntVar(&sc.Rooms, "rooms", sc.Rooms, "number of rooms, at least 1; clients are spread over them round-robin")
+	fs.IntVar(&sc.RoomsPerClient, "rooms-per-client", sc.RoomsPerClient,
+		"rooms each client joins (1 to --rooms), besides the room named by its own id")
+	fs.IntVar(&sc.Publishers, "publishers", bench.AllPublishers,
+		"number of clients that emit, at most --clients (0: every client)")
+	fs.Float64Var(&sc.RateEPS, "rate", sc.RateEPS,
+		fmt.Sprintf("target emit rate of each publisher, in events/s, %v to %v (open loop)", bench.MinRateEPS, bench.MaxRateEPS))
+	fs.IntVar(&sc.AckEvery, "ack-every", sc.AckEvery,
+		"every Nth emit asks for an ack whose round trip is measured, in emits (0: never)")
+	fs.IntVar(&sc.PayloadBytes, "payload", sc.PayloadBytes,
+		fmt.Sprintf("payload size of each event, in bytes, 1 to %d; over udp and quic-dgram an event must fit one datagram (a larger payload is refused)", transports.MaxPayloadBytes))
+	fs.DurationVar(&sc.Duration, "duration", sc.Duration, "length of the measurement window, a duration such as 500ms, 5s or 1m")
+	fs.DurationVar(&sc.Warmup, "warmup", sc.Warmup, "publishing time before the measurement window, not counted (0: none)")
+	fs.DurationVar(&sc.Drain, "drain", sc.Drain,
+		"longest wait after the window for deliveries in flight (0: no wait)")
+	fs.Int64Var(&sc.Seed, "seed", sc.Seed, "seed of the publishers' start phases and payload bytes, not 0")
+	fs.DurationVar(&sc.MaxSchedLag, "max-sched-lag", sc.MaxSchedLag,
+		"p99 publisher scheduling lag above which a row is marked saturated; positive")
+	fs.IntVar(&sc.SendQueue, "send-queue", sc.SendQueue,
+		fmt.Sprintf("server send queue per connection, in frames, 1 to %d", bench.MaxSendQueue))
+	fs.StringVar(&o.slowConsumer, "slow-consumer", sc.SlowConsumer.String(),
+		"what the server does when a send queue is full: drop-oldest or disconnect (drops are counted)")
+	fs.DurationVar(&sc.ConnectTimeout, "connect-timeout", sc.ConnectTimeout,
+		"longest time for all clients to connect and join their rooms")
+	fs.StringVarP(&o.out, "out", "o", "",
+		"write the results as CSV (schema v1) to this file, atomically, after each transport; - for stdout (default: no file)")
+	fs.BoolVarP(&o.quiet, "quiet", "q", false,
+		"print no table and no progress (errors still go to stderr); needs -o")
 	fs.SortFlags = false
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: evbench run [flags]\n\n"+
-			"Runs a server and a fleet of clients in this process on loopback, one transport after another,\n"+
-			"and reports fan-out latency (receive time minus intended send time, so coordinated omission is\n"+
-			"corrected), throughput and missed events per transport. The table goes to stdout, progress and\n"+
-			"errors to stderr. Exit status: 0 ok, 1 a measurement failed, 2 usage error, 130 interrupted\n"+
-			"(the rows measured so far are still written; a second Ctrl-C exits at once).\n\nFlags:\n%s", fs.FlagUsages())
+		fmt.Fprintf(fs.Output(), `Usage: evbench run [flags]
+
+Runs a server and a fleet of clients in this process on loopback, one
+transport after another, and reports per transport the fan-out latency
+(receive time minus intended send time, so coordinated omission is
+corrected), throughput and missed events. The table goes to stdout (to
+stderr with -o -), progress and errors to stderr.
+
+Exit status: 0 ok, 1 a measurement failed, 2 usage error, 130 interrupted.
+The first interrupt ends the window and writes the rows measured so far; a
+second one exits at once.
+
+Flags:
+%s`, fs.FlagUsagesWrapped(80))
 	}
 	return fs
 }
 
-// validate turns the flags into a checked scenario and transport list. Every
-// value is checked here, before anything runs, because bench.Scenario reads a
-// zero field as "use the default": --rate 0 must be an error, not 10 events/s.
+// scenarioFlags maps a bench.FieldError's Field to the flag that sets it
+// and, where the flag's 0 has a meaning of its own, says which.
+var scenarioFlags = map[string]struct{ flag, zero string }{
+	"Clients":        {"--clients", ""},
+	"Rooms":          {"--rooms", ""},
+	"RoomsPerClient": {"--rooms-per-client", ""},
+	"Publishers":     {"--publishers", "0 for every client"},
+	"RateEPS":        {"--rate", ""},
+	"AckEvery":       {"--ack-every", "0 for never"},
+	"PayloadBytes":   {"--payload", ""},
+	"Warmup":         {"--warmup", "0 for none"},
+	"Duration":       {"--duration", ""},
+	"Drain":          {"--drain", "0 for no wait"},
+	"Seed":           {"--seed", ""},
+	"MaxSchedLag":    {"--max-sched-lag", ""},
+	"SendQueue":      {"--send-queue", ""},
+	"SlowConsumer":   {"--slow-consumer", ""},
+	"ConnectTimeout": {"--connect-timeout", ""},
+}
+
+// flagError rewrites a scenario error in the words of the command line:
+// "--rate must be between ...".
+func flagError(err error) error {
+	var fe *bench.FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	f, ok := scenarioFlags[fe.Field]
+	switch {
+	case fe.Field == "":
+		return errors.New(fe.Msg)
+	case !ok:
+		return err // a field without a flag: the library's own words
+	case f.zero != "":
+		return fmt.Errorf("%s %s (or %s)", f.flag, fe.Msg, f.zero)
+	}
+	return fmt.Errorf("%s %s", f.flag, fe.Msg)
+}
+
+// validate turns the flags into a checked scenario and transport list.
+// bench.Scenario.Validate does the checking; here the flags' zeros that
+// mean "none" become the library's named values first, and every other
+// zero stays a zero, which Validate refuses (--rate 0 is an error, not the
+// default rate).
 func (o *runOptions) validate() ([]transports.Transport, error) {
 	sc := &o.scenario
-	switch {
-	case sc.Clients < 1:
-		return nil, fmt.Errorf("--clients must be at least 1, got %d", sc.Clients)
-	case sc.Rooms < 1:
-		return nil, fmt.Errorf("--rooms must be at least 1, got %d", sc.Rooms)
-	case sc.RoomsPerClient < 1 || sc.RoomsPerClient > sc.Rooms:
-		return nil, fmt.Errorf("--rooms-per-client must be between 1 and --rooms (%d), got %d", sc.Rooms, sc.RoomsPerClient)
-	case sc.Publishers < 0 || sc.Publishers > sc.Clients:
-		return nil, fmt.Errorf("--publishers must be between 0 (every client) and --clients (%d), got %d", sc.Clients, sc.Publishers)
-	case !(sc.RateEPS > 0): // NaN too; the library bounds it above
-		return nil, fmt.Errorf("--rate must be above 0 events/s, got %v", sc.RateEPS)
-	case sc.AckEvery < 0:
-		return nil, fmt.Errorf("--ack-every must be 0 (never) or more, got %d", sc.AckEvery)
-	case sc.PayloadBytes < 1:
-		return nil, fmt.Errorf("--payload must be at least 1 byte, got %d", sc.PayloadBytes)
-	case sc.Duration <= 0:
-		return nil, fmt.Errorf("--duration must be positive, got %v", sc.Duration)
-	case sc.Warmup < 0:
-		return nil, fmt.Errorf("--warmup must not be negative, got %v", sc.Warmup)
-	case sc.Drain < 0:
-		return nil, fmt.Errorf("--drain must not be negative, got %v", sc.Drain)
-	case sc.Seed == 0:
-		return nil, errors.New("--seed must not be 0")
-	case sc.MaxSchedLag <= 0:
-		return nil, fmt.Errorf("--max-sched-lag must be positive, got %v", sc.MaxSchedLag)
-	case sc.SendQueue < 1 || sc.SendQueue > bench.MaxSendQueue:
-		return nil, fmt.Errorf("--send-queue must be between 1 and %d frames, got %d", bench.MaxSendQueue, sc.SendQueue)
-	}
-	// Map the flags' zeros to what the library understands.
 	if sc.AckEvery == 0 {
-		sc.AckEvery = -1 // the library's "never"
+		sc.AckEvery = bench.NeverAck
 	}
 	if sc.Warmup == 0 {
-		sc.Warmup = -1 // the library's "none"; its zero means the 1s default
+		sc.Warmup = bench.NoWarmup
 	}
 	if sc.Drain == 0 {
-		sc.Drain = -1 // the library's "no wait"; its zero means the 2s default
+		sc.Drain = bench.NoDrain
 	}
 	switch o.slowConsumer {
-	case "drop-oldest":
+	case transports.DropOldest.String():
 		sc.SlowConsumer = transports.DropOldest
-	case "disconnect":
+	case transports.Disconnect.String():
 		sc.SlowConsumer = transports.Disconnect
 	default:
 		return nil, fmt.Errorf("--slow-consumer must be drop-oldest or disconnect, got %q", o.slowConsumer)
+	}
+	if err := sc.Validate("", nil); err != nil {
+		return nil, flagError(err)
 	}
 	if len(o.transports) == 0 {
 		return nil, errors.New("--transports names no transport")
@@ -128,19 +171,21 @@ func (o *runOptions) validate() ([]transports.Transport, error) {
 		}
 		seen[name] = true
 		caps := tr.Caps()
-		if err := sc.WithDefaults().Validate(name, &caps); err != nil {
-			return nil, err
+		if err := sc.Validate(name, &caps); err != nil {
+			return nil, flagError(err)
 		}
 		trs = append(trs, tr)
+	}
+	if o.quiet && o.out == "" {
+		return nil, errors.New("-q prints no table, so without -o nothing would be kept: add -o FILE (or -o - for CSV on stdout)")
 	}
 	return trs, nil
 }
 
 // checkOutput reports, before anything runs, an -o path whose file could not
 // be written: anything but a regular file (a directory, /dev/null), or in a
-// directory that does not exist or is not
-// writable. It creates and removes a probe file next to path and leaves an
-// existing file at path untouched.
+// directory that does not exist or is not writable. It creates and removes
+// a probe file next to path and leaves an existing file at path untouched.
 func checkOutput(path string) error {
 	resolved, err := results.OutputPath(path)
 	if err != nil {
@@ -162,7 +207,38 @@ func checkOutput(path string) error {
 	return nil
 }
 
-func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// rowWriter keeps the results file up to date: a file is rewritten
+// atomically with every row so far, so a run killed later still leaves the
+// rows measured before; stdout (-o -) gets each row as it comes.
+type rowWriter struct {
+	path string
+	cw   *results.CSVWriter // for stdout
+}
+
+func newRowWriter(path string, stdout io.Writer) *rowWriter {
+	w := &rowWriter{path: path}
+	if path == stdoutPath {
+		w.cw = results.NewCSVWriter(stdout)
+	}
+	return w
+}
+
+// write records rows, of which the last one is new.
+func (w *rowWriter) write(rows []results.Result) error {
+	if w.cw == nil {
+		return results.WriteCSVFile(w.path, rows)
+	}
+	if err := w.cw.Write(&rows[len(rows)-1]); err != nil {
+		return err
+	}
+	return w.cw.Flush()
+}
+
+// runCmd is `evbench run`. exitEarly, when not nil, is called with the exit
+// code once the rows are written after an interrupt, so that the process
+// does not wait for the teardown of a saturated run; Main passes nil and
+// returns after the teardown.
+func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, exitEarly func(code int)) int {
 	var o runOptions
 	fs := runFlags(&o)
 	help, err := parseFlags(fs, args, stdout)
@@ -173,62 +249,80 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		trs, err = o.validate()
 	}
+	if err == nil && o.out != "" && o.out != stdoutPath {
+		err = checkOutput(o.out)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "evbench run: %v\nRun 'evbench run --help' for usage.\n", err)
 		return exitUsage
 	}
-	if o.out != "" {
-		if err := checkOutput(o.out); err != nil {
-			fmt.Fprintf(stderr, "evbench run: %v\nRun 'evbench run --help' for usage.\n", err)
-			return exitUsage
-		}
+	table := stdout
+	if o.out == stdoutPath {
+		table = stderr // stdout carries the CSV
 	}
+	out := newRowWriter(o.out, stdout)
 
 	runID := newRunID()
 	var rows []results.Result
 	failed := false
+	var writeErr error
+	// finish prints the table and what happened, and returns the exit code.
+	finish := func() int {
+		if !o.quiet {
+			results.WriteTable(table, rows)
+			if o.out != "" && o.out != stdoutPath && writeErr == nil {
+				fmt.Fprintf(stderr, "evbench: wrote %s to %s\n", plural(len(rows), "row"), o.out)
+			}
+		}
+		switch {
+		case writeErr != nil:
+			return exitFailed
+		case ctx.Err() != nil:
+			if o.out != "" && o.out != stdoutPath {
+				fmt.Fprintf(stderr, "evbench: interrupted; the %s measured so far are in %s\n", plural(len(rows), "row"), o.out)
+			} else {
+				fmt.Fprintln(stderr, "evbench: interrupted")
+			}
+			return exitSignal
+		case failed:
+			return exitFailed
+		}
+		return exitOK
+	}
 	for _, tr := range trs {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || writeErr != nil {
 			break
 		}
 		if !o.quiet {
 			fmt.Fprintf(stderr, "evbench: %-10s %d clients, %d rooms, %v events/s per publisher, %v ...\n",
 				tr.Name(), o.scenario.Clients, o.scenario.Rooms, o.scenario.RateEPS, o.scenario.Duration)
 		}
-		row, err := bench.Run(ctx, tr, o.scenario)
-		row.RunID = runID
-		rows = append(rows, row)
-		if err != nil {
-			failed = true
-			fmt.Fprintf(stderr, "evbench: %s: %v\n", tr.Name(), err)
-		}
-		// Rewrite the file after every transport, so a run killed later
-		// still leaves the rows measured so far.
-		if o.out != "" {
-			if err := results.WriteCSVFile(o.out, rows); err != nil {
-				fmt.Fprintf(stderr, "evbench: writing %s: %v\n", o.out, err)
-				return exitFailed
+		bench.RunFinal(ctx, tr, o.scenario, func(row results.Result, err error) {
+			row.RunID = runID
+			rows = append(rows, row)
+			if err != nil {
+				failed = true
+				fmt.Fprintf(stderr, "evbench: %s: %v\n", tr.Name(), err)
 			}
-		}
+			if o.out != "" {
+				if writeErr = out.write(rows); writeErr != nil {
+					fmt.Fprintf(stderr, "evbench: %v; no further transport is run\n", writeErr)
+				}
+			}
+			if ctx.Err() != nil && exitEarly != nil {
+				exitEarly(finish())
+			}
+		})
 	}
-	if !o.quiet {
-		results.WriteTable(stdout, rows)
-		if o.out != "" {
-			fmt.Fprintf(stderr, "evbench: wrote %d rows to %s\n", len(rows), o.out)
-		}
+	return finish()
+}
+
+// plural is "1 row" or "n rows".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
 	}
-	switch {
-	case ctx.Err() != nil:
-		if o.out != "" {
-			fmt.Fprintf(stderr, "evbench: interrupted; the rows measured so far (%d) are in %s\n", len(rows), o.out)
-		} else {
-			fmt.Fprintln(stderr, "evbench: interrupted")
-		}
-		return exitSignal
-	case failed:
-		return exitFailed
-	}
-	return exitOK
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // newRunID is a sortable, unique id: UTC time plus 4 random bytes.

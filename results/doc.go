@@ -108,6 +108,17 @@
 //     error says so, because the fan-out measured is not the one asked for.
 //   - error (text): why the row's measurement failed; empty when it did not.
 //     May hold commas, quotes and line breaks, quoted as RFC 4180 says.
+//
+// # Invariants
+//
+// Every row holds these, and [Check] (or `evbench check FILE`) checks them:
+// delivered + missed = expected; loss_ratio is missed / expected, from 0 to
+// 1; the latency percentiles do not decrease from lat_p50_us to lat_max_us
+// and are positive when anything was delivered; no counter is negative;
+// saturated is true when not_sent > 0; and expected > 0 unless the row's
+// error says why not. With [CheckOptions].Reliable (check's
+// --reliable-zero-missed) it also checks that a reliable transport missed
+// nothing, which holds at a load the server keeps up with.
 package results
 
 // SchemaVersion is the version of the CSV column set this package writes.

@@ -22,7 +22,8 @@ const newFileMode fs.FileMode = 0o644
 // then renamed over path; the directory is then synced as well, where the
 // operating system allows it. If write returns an error or panics, or any
 // step fails, the temporary file is removed and an existing file at path is
-// left untouched; the error is returned wrapped.
+// left untouched; the error names path and the step that failed, e.g.
+// "write out.csv: no space left on device", and wraps the cause.
 //
 // The new file keeps the permission bits of the file it replaces, or gets
 // 0644 when path did not exist. A symbolic link at path is followed: its
@@ -39,9 +40,18 @@ func WriteFileAtomic(path string, write func(io.Writer) error) error {
 	if fi, statErr := os.Stat(path); statErr == nil {
 		mode = fi.Mode().Perm()
 	}
+	// fail names path and the step, once: an error about the temporary file
+	// (a full disk) is reported by its cause, not the temporary name.
+	fail := func(step string, err error) error {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("%s %s: %w", step, path, err)
+	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("results: write %s: %w", path, err)
+		return fail("create a file beside", err)
 	}
 	tmp := f.Name()
 	renamed := false
@@ -54,22 +64,22 @@ func WriteFileAtomic(path string, write func(io.Writer) error) error {
 
 	bw := bufio.NewWriter(f)
 	if err := write(bw); err != nil {
-		return fmt.Errorf("results: write %s: %w", path, err)
+		return fail("write", err)
 	}
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("results: write %s: %w", path, err)
+		return fail("write", err)
 	}
 	if err := f.Chmod(mode); err != nil {
-		return fmt.Errorf("results: write %s: %w", path, err)
+		return fail("write", err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("results: sync %s: %w", path, err)
+		return fail("sync", err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("results: write %s: %w", path, err)
+		return fail("write", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("results: replace %s: %w", path, err)
+		return fail("replace", err)
 	}
 	renamed = true
 	syncDir(dir)

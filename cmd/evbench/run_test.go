@@ -19,10 +19,6 @@ import (
 	"github.com/evbench/evbench/results"
 )
 
-// invariantsScript is the shared CSV checker, beside the repository in the
-// work tree; a clean clone does not have it.
-var invariantsScript = filepath.Join("..", "..", "..", "shared", "checks", "csv-invariants.py")
-
 // readRows reads a results CSV file back with results.ReadCSV.
 func readRows(t *testing.T, path string) []results.Result {
 	t.Helper()
@@ -38,47 +34,14 @@ func readRows(t *testing.T, path string) []results.Result {
 	return rows
 }
 
-// checkRow checks the invariants every measured row holds: the accounting
-// adds up, something was expected, and the latency percentiles are positive
-// and non-decreasing.
+// checkRow checks the invariants every results row holds (results.Check,
+// the rules of `evbench check`), with a reliable transport missing nothing
+// unless the row says why its measurement failed.
 func checkRow(t *testing.T, r results.Result) {
 	t.Helper()
-	if r.Expected <= 0 {
-		t.Errorf("%s: expected = %d, want > 0", r.Transport, r.Expected)
+	for _, v := range results.Check([]results.Result{r}, results.CheckOptions{Reliable: reliableTransport}) {
+		t.Errorf("%v", v)
 	}
-	if r.Delivered+r.Missed != r.Expected {
-		t.Errorf("%s: delivered %d + missed %d != expected %d", r.Transport, r.Delivered, r.Missed, r.Expected)
-	}
-	p := []time.Duration{r.LatP50, r.LatP90, r.LatP99, r.LatP999, r.LatMax}
-	if p[0] <= 0 {
-		t.Errorf("%s: lat p50 = %v, want > 0", r.Transport, p[0])
-	}
-	for i := 1; i < len(p); i++ {
-		if p[i] < p[i-1] {
-			t.Errorf("%s: latency percentiles p50, p90, p99, p99.9, max = %v decrease", r.Transport, p)
-			break
-		}
-	}
-}
-
-// runInvariantsScript runs the shared csv-invariants.py on path, or skips
-// with the reason it cannot.
-func runInvariantsScript(t *testing.T, path string) {
-	t.Run("csv-invariants.py", func(t *testing.T) {
-		python, err := exec.LookPath("python3")
-		if err != nil {
-			t.Skip("python3 is not installed")
-		}
-		if _, err := os.Stat(invariantsScript); err != nil {
-			t.Skipf("%s is not here (a clean clone has no ../shared): %v", invariantsScript, err)
-		}
-		cmd := exec.Command(python, invariantsScript, path, "--reliable-zero-missed")
-		cmd.Env = append(os.Environ(), "LC_ALL=C")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Errorf("csv-invariants.py: %v\n%s", err, out)
-		}
-	})
 }
 
 // TestRunWritesRows runs two transports for real, in-process, and checks the
@@ -118,7 +81,10 @@ func TestRunWritesRows(t *testing.T) {
 	if rows[0].Missed != 0 {
 		t.Errorf("tcp missed %d events, want 0", rows[0].Missed)
 	}
-	runInvariantsScript(t, out)
+	// The file passes `evbench check` too, as a user would run it.
+	if code, stdout, stderr := runMain(context.Background(), "check", "--reliable-zero-missed", out); code != exitOK {
+		t.Errorf("evbench check %s: exit %d\n%s%s", out, code, stdout, stderr)
+	}
 }
 
 // TestCSVUnderDecimalCommaLocale is CASES.md C14: a locale whose decimal
@@ -401,5 +367,51 @@ func TestFailedMeasurementExits1(t *testing.T) {
 	rows, err := results.ReadCSV(f)
 	if err != nil || len(rows) != 1 || !strings.Contains(rows[0].Error, "no delivery was expected") {
 		t.Fatalf("rows %+v, %v; want one row whose error gives the reason", rows, err)
+	}
+}
+
+// TestDiskFull: the results file's disk fills up mid-run (a tmpfs with no
+// room left, so it needs root). The error is reported once, in one line
+// naming the file and the cause, no further transport runs, the table of
+// what was measured is still printed, the old file is left as it was and
+// the exit status is 1.
+func TestDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "evbench-test", dir).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v %s", err, out)
+	}
+	defer exec.Command("umount", dir).Run()
+	out := filepath.Join(dir, "out.csv")
+	if err := os.WriteFile(out, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	filler, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for err == nil { // fill the file system to the last block
+		_, err = filler.Write(make([]byte, 512))
+	}
+	filler.Close()
+	code, stdout, stderr := runMain(context.Background(), "run", "--transports", "tcp,udp", "--clients", "4",
+		"--rooms", "2", "--duration", "200ms", "--warmup", "0", "-o", out)
+	if code != exitFailed {
+		t.Errorf("exit %d, want %d", code, exitFailed)
+	}
+	want := "evbench: write " + out + ": no space left on device; no further transport is run\n"
+	if strings.Count(stderr, "no space left") != 1 || !strings.Contains(stderr, want) || strings.Count(stderr, "write") != 1 {
+		t.Errorf("stderr should say once %q:\n%s", want, stderr)
+	}
+	if transportStarted.FindAllString(stderr, -1) == nil || len(transportStarted.FindAllString(stderr, -1)) != 1 {
+		t.Errorf("want tcp started and udp not:\n%s", stderr)
+	}
+	if !strings.Contains(stdout, "tcp") || !strings.Contains(stdout, "transport") {
+		t.Errorf("the table was not printed:\n%s", stdout)
+	}
+	if got, err := os.ReadFile(out); err != nil || string(got) != "old\n" {
+		t.Errorf("the old file is now %q, %v", got, err)
 	}
 }

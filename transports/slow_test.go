@@ -9,10 +9,12 @@ import (
 )
 
 // gatedConn is a benchConn whose writes block until the gate opens: a client
-// (or a network path) that has stopped reading.
+// (or a network path) that has stopped reading. Each EVENT written is
+// signalled on eventWritten, which has room for every event of the test.
 type gatedConn struct {
 	*benchConn
-	gate chan struct{}
+	gate         chan struct{}
+	eventWritten chan struct{}
 }
 
 func (c *gatedConn) WriteFrame(p []byte) error {
@@ -21,7 +23,14 @@ func (c *gatedConn) WriteFrame(p []byte) error {
 	case <-c.closed:
 		return context.Canceled
 	}
-	return c.benchConn.WriteFrame(p)
+	err := c.benchConn.WriteFrame(p)
+	if transports.FrameType(p[1]) == transports.FrameEvent {
+		select {
+		case c.eventWritten <- struct{}{}:
+		default: // more events than the test expects: counted in events
+		}
+	}
+	return err
 }
 
 // TestSlowConsumerPolicy pins both policies exactly: a receiver whose writes
@@ -43,7 +52,7 @@ func TestSlowConsumerPolicy(t *testing.T) {
 			defer func() { ln.Close(); hub.Close(); <-served }()
 
 			sender := newBenchConn([][]byte{hello, join}, make(chan []byte, events))
-			stuck := &gatedConn{newBenchConn([][]byte{hello, join}, make(chan []byte, pings)), make(chan struct{})}
+			stuck := &gatedConn{newBenchConn([][]byte{hello, join}, make(chan []byte, pings)), make(chan struct{}), make(chan struct{}, events)}
 			ln.conns <- sender
 			ln.conns <- stuck
 			waitStats(t, hub, "both joined", func(st transports.HubStats) bool { return st.Members == 4 })
@@ -52,13 +61,17 @@ func TestSlowConsumerPolicy(t *testing.T) {
 			for range events {
 				sender.feed <- emit
 			}
-			waitStats(t, hub, "the events fanned out", func(st transports.HubStats) bool {
-				return st.QueueDrops >= events-sendQueue || st.Conns == 1
-			})
-			st := hub.Stats()
+			// Each policy ends the fan-out with an event of its own, waited
+			// for as such: drops pile up under either policy before the
+			// Disconnect policy's asynchronous close has landed.
 			switch policy {
 			case transports.DropOldest:
-				// The queue keeps the newest 4; every older event is counted.
+				// The queue keeps the newest 4; every older event is
+				// counted. The stuck writer takes none, so the count ends
+				// at exactly events-sendQueue.
+				st := waitStats(t, hub, "the oldest events dropped", func(st transports.HubStats) bool {
+					return st.QueueDrops >= events-sendQueue
+				})
 				if st.QueueDrops != events-sendQueue || st.Conns != 2 {
 					t.Fatalf("Stats = %+v, want %d queue drops and both connections open", st, events-sendQueue)
 				}
@@ -73,17 +86,33 @@ func TestSlowConsumerPolicy(t *testing.T) {
 					t.Errorf("Stats = %+v, want %d reply drops and both connections open", st, want)
 				}
 				close(stuck.gate) // the client reads again: it gets the newest events
-				deadline := time.Now().Add(deliverTimeout)
-				for stuck.events.Load() < sendQueue && time.Now().Before(deadline) {
-					time.Sleep(time.Millisecond)
+				timeout := time.NewTimer(deliverTimeout)
+				defer timeout.Stop()
+				for i := range sendQueue {
+					select {
+					case <-stuck.eventWritten:
+					case <-timeout.C:
+						t.Fatalf("after the gate opened the receiver got %d events within %v, want the %d queued", i, deliverTimeout, sendQueue)
+					}
 				}
 				if got := stuck.events.Load(); got != sendQueue {
 					t.Errorf("after the gate opened the receiver got %d events, want the %d queued", got, sendQueue)
 				}
 			case transports.Disconnect:
-				// The first event over the limit disconnects the receiver.
-				if st.Conns != 1 || st.Members != 2 || st.QueueDrops < 1 {
-					t.Errorf("Stats = %+v, want the stuck receiver gone and at least one drop", st)
+				// The first event over the limit disconnects the receiver:
+				// it is gone from the Hub, its own-id room and room "r"
+				// with it, leaving the sender's two memberships.
+				st := waitStats(t, hub, "the stuck receiver disconnected", func(st transports.HubStats) bool {
+					return st.Conns == 1 && st.Members == 2
+				})
+				if st.QueueDrops < 1 {
+					t.Errorf("Stats = %+v, want at least one drop", st)
+				}
+				// The Hub closes the Conn just after it has left the maps.
+				select {
+				case <-stuck.closed:
+				case <-time.After(closeTimeout):
+					t.Errorf("the stuck receiver left the Hub but its Conn was not closed within %v", closeTimeout)
 				}
 			}
 		})

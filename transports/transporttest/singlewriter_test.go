@@ -10,25 +10,71 @@ import (
 	"github.com/evbench/evbench/transports"
 )
 
-// slowConn is a Conn whose WriteFrame, Flush and ReadFrame each take delay,
-// so that calls from two goroutines overlap for sure. It counts the calls.
-type slowConn struct {
-	delay                   time.Duration
+// rendezvous makes the first n calls that reach it wait for each other
+// once: each of them returns when all n have arrived, so all n are inside
+// the Conn at the same time. Later calls pass straight through. A call that
+// waits longer than rendezvousTimeout gives up and sets timedOut, which the
+// test reports; the bound never makes calls overlap.
+type rendezvous struct {
+	n        int32
+	arrived  atomic.Int32
+	all      chan struct{} // closed by the n-th arrival
+	timedOut atomic.Bool
+}
+
+// rendezvousTimeout bounds a rendezvous wait; reaching it is a failure.
+const rendezvousTimeout = 10 * time.Second
+
+func newRendezvous(n int) *rendezvous {
+	return &rendezvous{n: int32(n), all: make(chan struct{})}
+}
+
+// meet is called on entry to every counted call of the Conn.
+func (r *rendezvous) meet() {
+	if r == nil {
+		return
+	}
+	switch k := r.arrived.Add(1); {
+	case k > r.n: // the rendezvous is over
+		return
+	case k == r.n:
+		close(r.all)
+		return
+	}
+	t := time.NewTimer(rendezvousTimeout)
+	defer t.Stop()
+	select {
+	case <-r.all:
+	case <-t.C:
+		r.timedOut.Store(true)
+	}
+}
+
+// countingConn is a Conn that counts its calls. With a rendezvous, its
+// WriteFrame, Flush and ReadFrame meet there first, so that calls from
+// different goroutines overlap for certain.
+type countingConn struct {
+	meet                    *rendezvous // nil: no waiting
 	writes, flushes, closes atomic.Int64
 }
 
-func (c *slowConn) WriteFrame(p []byte) error { time.Sleep(c.delay); c.writes.Add(1); return nil }
-func (c *slowConn) Flush() error              { time.Sleep(c.delay); c.flushes.Add(1); return nil }
-func (c *slowConn) ReadFrame() ([]byte, error) {
-	time.Sleep(c.delay)
+func (c *countingConn) WriteFrame(p []byte) error { c.meet.meet(); c.writes.Add(1); return nil }
+func (c *countingConn) Flush() error              { c.meet.meet(); c.flushes.Add(1); return nil }
+func (c *countingConn) ReadFrame() ([]byte, error) {
+	c.meet.meet()
 	return []byte("frame"), nil
 }
-func (c *slowConn) Close() error         { c.closes.Add(1); return nil }
-func (c *slowConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9} }
+func (c *countingConn) Close() error { c.closes.Add(1); return nil }
+func (c *countingConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}
+}
 
 // TestCheckSingleWriter runs call patterns against the checker: the allowed
 // ones (serial calls, one reader beside one writer) must count nothing, the
-// breaches must be counted.
+// breaches must be counted. Goroutines that run at once meet inside the
+// wrapped Conn on their first calls, so the overlap the row is about happens
+// in every run: the checker has counted every one of them in before any
+// leaves.
 func TestCheckSingleWriter(t *testing.T) {
 	const calls = 20
 	write := func(c *SingleWriterConn) {
@@ -48,7 +94,7 @@ func TestCheckSingleWriter(t *testing.T) {
 	}
 	tests := []struct {
 		name       string
-		goroutines []func(*SingleWriterConn) // run at once
+		goroutines []func(*SingleWriterConn) // run at once, overlapping
 		breach     bool
 	}{
 		{"serial writes, flushes and reads", []func(*SingleWriterConn){func(c *SingleWriterConn) {
@@ -63,12 +109,20 @@ func TestCheckSingleWriter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := CheckSingleWriter(&slowConn{delay: time.Millisecond})
+			var meet *rendezvous
+			if len(tt.goroutines) > 1 {
+				meet = newRendezvous(len(tt.goroutines))
+			}
+			inner := &countingConn{meet: meet}
+			c := CheckSingleWriter(inner)
 			var wg sync.WaitGroup
 			for _, g := range tt.goroutines {
 				wg.Go(func() { g(c) })
 			}
 			wg.Wait()
+			if meet != nil && meet.timedOut.Load() {
+				t.Fatalf("the %d goroutines did not all reach the Conn within %v", len(tt.goroutines), rendezvousTimeout)
+			}
 			if v := c.Violations(); (v > 0) != tt.breach {
 				t.Errorf("Violations() = %d, want breach = %v", v, tt.breach)
 			}
@@ -80,7 +134,7 @@ func TestCheckSingleWriter(t *testing.T) {
 // through, and that Flush is a no-op returning nil when the wrapped Conn has
 // no Flusher.
 func TestCheckSingleWriterDelegates(t *testing.T) {
-	inner := &slowConn{}
+	inner := &countingConn{}
 	c := CheckSingleWriter(inner)
 	if err := c.WriteFrame([]byte("x")); err != nil {
 		t.Fatal(err)

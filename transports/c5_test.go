@@ -89,9 +89,12 @@ func TestC5ConcurrentWrites(t *testing.T) {
 }
 
 // c5Transport wraps every Conn its Transport makes, on both sides, in
-// transporttest.CheckSingleWriter and keeps the wrappers.
+// transporttest.CheckSingleWriter and keeps the wrappers. A dialled Conn is
+// first wrapped by under, when set, so that the checker sees under's calls
+// as its own.
 type c5Transport struct {
 	transports.Transport
+	under          func(transports.Conn) transports.Conn
 	mu             sync.Mutex
 	server, client []*transporttest.SingleWriterConn
 }
@@ -108,6 +111,9 @@ func (tr *c5Transport) Dial(ctx context.Context, addr string) (transports.Conn, 
 	c, err := tr.Transport.Dial(ctx, addr)
 	if err != nil {
 		return nil, err
+	}
+	if tr.under != nil {
+		c = tr.under(c)
 	}
 	w := transporttest.CheckSingleWriter(c)
 	tr.mu.Lock()
@@ -365,7 +371,9 @@ type c5Pinger struct {
 	conn transports.Conn
 	lock bool
 	wmu  sync.Mutex
-	recv *c5Receiver
+	// beforeLock, if set, is called by write just before it takes wmu.
+	beforeLock func()
+	recv       *c5Receiver
 
 	pings   atomic.Int64   // PINGs written; nonce = index + 1
 	sentNs  []atomic.Int64 // SentNs of each PING, by nonce-1
@@ -399,6 +407,9 @@ func dialC5Pinger(ctx context.Context, tr transports.Transport, addr string, id 
 // goroutine.
 func (p *c5Pinger) write(buf *[]byte, f *transports.Frame) error {
 	if p.lock {
+		if p.beforeLock != nil {
+			p.beforeLock()
+		}
 		p.wmu.Lock()
 		defer p.wmu.Unlock()
 	}
@@ -884,12 +895,81 @@ func c5Run(t *testing.T, base transports.Transport) {
 	}
 }
 
+// c5Barrier forces the two writers of TestC5BrokenDiscipline to meet: once
+// armed, the first WriteFrame on the Conn waits until two writers have
+// arrived. Where they arrive depends on the case. Unlocked writers arrive
+// inside WriteFrame, below the checker, so when the first is let go both
+// are inside the checker's WriteFrame and it must have counted a breach.
+// Locked writers arrive just before they take the pinger's write mutex, so
+// the first is let go (still holding the mutex) only once the other is
+// about to block on it: the two are as close as the lock lets them be, and
+// the checker must count nothing. A wait longer than c5SetupTimeout gives
+// up and is reported as a failure; it never stands in for the meeting.
+type c5Barrier struct {
+	armed    atomic.Bool
+	arrivals atomic.Int32
+	met      chan struct{} // closed by the second arrival
+	first    atomic.Bool   // the first WriteFrame has been taken
+	timedOut atomic.Bool
+}
+
+func newC5Barrier() *c5Barrier { return &c5Barrier{met: make(chan struct{})} }
+
+// arrive counts a writer at the meeting point, once armed.
+func (b *c5Barrier) arrive() {
+	if b.armed.Load() && b.arrivals.Add(1) == 2 {
+		close(b.met)
+	}
+}
+
+// hasMet reports whether two writers arrived.
+func (b *c5Barrier) hasMet() bool {
+	select {
+	case <-b.met:
+		return true
+	default:
+		return false
+	}
+}
+
+// c5BarrierConn is the Conn under the client-side checker in
+// TestC5BrokenDiscipline: its first WriteFrame once armed waits at the
+// barrier, and with arriveInWrite every WriteFrame counts as an arrival.
+type c5BarrierConn struct {
+	transports.Conn
+	b             *c5Barrier
+	arriveInWrite bool
+}
+
+func (c *c5BarrierConn) WriteFrame(p []byte) error {
+	if b := c.b; b.armed.Load() {
+		if c.arriveInWrite {
+			b.arrive()
+		}
+		if b.first.CompareAndSwap(false, true) {
+			t := time.NewTimer(c5SetupTimeout)
+			select {
+			case <-b.met:
+			case <-t.C:
+				b.timedOut.Store(true)
+			}
+			t.Stop()
+		}
+	}
+	return c.Conn.WriteFrame(p)
+}
+
+// Flush passes the checker's flushes on to the transport's Conn.
+func (c *c5BarrierConn) Flush() error { return transports.Flush(c.Conn) }
+
 // TestC5BrokenDiscipline is C5's negative control: a raw client whose
 // pinger and publisher write the same Conn, with and without a lock. With
 // the lock the checker must count nothing; without it, it must count
 // violations, which shows that TestC5ConcurrentWrites' zero is a
 // measurement and not a checker that cannot fail. Either way the Hub's own
-// side keeps its discipline.
+// side keeps its discipline. A c5Barrier under the client-side checker
+// makes the two writers meet on their first frames, so that the overlap (or,
+// with the lock, the contention) happens in every run, not by chance.
 func TestC5BrokenDiscipline(t *testing.T) {
 	const frames = 2000 // per writer, at most
 	tests := []struct {
@@ -903,13 +983,19 @@ func TestC5BrokenDiscipline(t *testing.T) {
 	for _, base := range []transports.Transport{ws.Plain(), ws.TLS()} {
 		for _, tt := range tests {
 			t.Run(base.Name()+"/"+tt.name, func(t *testing.T) {
-				tr := &c5Transport{Transport: base}
+				bar := newC5Barrier()
+				tr := &c5Transport{Transport: base, under: func(c transports.Conn) transports.Conn {
+					return &c5BarrierConn{Conn: c, b: bar, arriveInWrite: !tt.lock}
+				}}
 				srv := startC5Server(t, tr)
 				ctx, cancel := context.WithTimeout(context.Background(), c5SetupTimeout)
 				defer cancel()
 				p, err := dialC5Pinger(ctx, tr, srv.ln.Addr().String(), 1, tt.lock, frames)
 				if err != nil {
 					t.Fatalf("dial: %v", err)
+				}
+				if tt.lock {
+					p.beforeLock = bar.arrive
 				}
 				if err := p.join(ctx, c5Room); err != nil {
 					p.close()
@@ -919,6 +1005,7 @@ func TestC5BrokenDiscipline(t *testing.T) {
 				tr.mu.Lock()
 				w := tr.client[0]
 				tr.mu.Unlock()
+				bar.armed.Store(true) // from here on, the first frame waits for the second writer
 				// The writers stop early once a breach has been seen; the
 				// locked ones always write all their frames.
 				enough := func() bool { return w.Violations() > 0 }
@@ -956,6 +1043,10 @@ func TestC5BrokenDiscipline(t *testing.T) {
 				serverV, clientV, _, _ := tr.violations()
 				t.Logf("%d pings, %d emits, %d pongs; violations: %d client-side, %d server-side",
 					p.pings.Load(), p.emits.Load(), p.pongs.Load(), clientV, serverV)
+				if bar.timedOut.Load() || !bar.hasMet() {
+					t.Fatalf("the writers did not meet at the barrier (%d arrived; waited %v): the overlap was not forced",
+						bar.arrivals.Load(), c5SetupTimeout)
+				}
 				if pingErr != nil || emitErr != nil {
 					t.Errorf("ping: %v; emit: %v", pingErr, emitErr)
 				}

@@ -9,15 +9,21 @@ import (
 )
 
 // gatedConn is a benchConn whose writes block until the gate opens: a client
-// (or a network path) that has stopped reading. Each EVENT written is
-// signalled on eventWritten, which has room for every event of the test.
+// (or a network path) that has stopped reading. The first WriteFrame to
+// reach the gate is signalled on atGate; each EVENT written is signalled
+// on eventWritten, which has room for every event of the test.
 type gatedConn struct {
 	*benchConn
 	gate         chan struct{}
+	atGate       chan struct{} // capacity 1
 	eventWritten chan struct{}
 }
 
 func (c *gatedConn) WriteFrame(p []byte) error {
+	select {
+	case c.atGate <- struct{}{}:
+	default:
+	}
 	select {
 	case <-c.gate:
 	case <-c.closed:
@@ -52,12 +58,18 @@ func TestSlowConsumerPolicy(t *testing.T) {
 			defer func() { ln.Close(); hub.Close(); <-served }()
 
 			sender := newBenchConn([][]byte{hello, join}, make(chan []byte, events))
-			stuck := &gatedConn{newBenchConn([][]byte{hello, join}, make(chan []byte, pings)), make(chan struct{}), make(chan struct{}, events)}
+			stuck := &gatedConn{newBenchConn([][]byte{hello, join}, make(chan []byte, pings)), make(chan struct{}), make(chan struct{}, 1), make(chan struct{}, events)}
 			ln.conns <- sender
 			ln.conns <- stuck
 			waitStats(t, hub, "both joined", func(st transports.HubStats) bool { return st.Members == 4 })
 			// The stuck receiver's writer holds its HELLO reply; its JOIN ACK
-			// waits in the reply queue.
+			// waits in the reply queue. Until the writer has taken the HELLO
+			// the reply queue holds one more reply, so that is waited for.
+			select {
+			case <-stuck.atGate:
+			case <-time.After(setupTimeout):
+				t.Fatalf("the stuck receiver's writer did not write its HELLO reply within %v", setupTimeout)
+			}
 			for range events {
 				sender.feed <- emit
 			}

@@ -253,43 +253,7 @@ func (c *Client) readLoop() {
 		if p, err = c.conn.ReadFrame(); err != nil {
 			break
 		}
-		now := c.cfg.Clock()
-		if err = DecodeFrame(p, &f); err != nil {
-			break
-		}
-		switch f.Type {
-		case FrameEvent:
-			if c.cfg.OnEvent != nil {
-				c.cfg.OnEvent(&f, now)
-			}
-		case FrameAck, FramePong: // a PONG answers a Ping like an ACK
-			c.amu.Lock()
-			pa, ok := c.pending[f.AckID]
-			if ok && pa.done == nil {
-				delete(c.pending, f.AckID) // JOIN/LEAVE entries are removed by their waiter
-			}
-			c.amu.Unlock()
-			switch {
-			case !ok: // a duplicate ACK of a retried request
-			case pa.done != nil:
-				select {
-				case pa.done <- f.Status:
-				default:
-				}
-			case c.cfg.OnAck != nil:
-				c.cfg.OnAck(time.Duration(now - pa.sentNs))
-			}
-		case FrameHello:
-			select {
-			case c.hello <- f.Sender:
-			default:
-			}
-		case FrameBye:
-			err = fmt.Errorf("server said BYE (reason %d): %w", f.Status, net.ErrClosed)
-		default:
-			err = fmt.Errorf("%w: a server may not send %v", ErrMalformed, f.Type)
-		}
-		if err != nil {
+		if err = c.handle(p, &f, c.cfg.Clock()); err != nil {
 			break
 		}
 	}
@@ -301,6 +265,51 @@ func (c *Client) readLoop() {
 	c.err = err
 	c.conn.Close()
 	close(c.done)
+}
+
+// handle is the read loop's work for one frame p, received at now on
+// Clock: it decodes p into f and acts on it (an EVENT goes to OnEvent, an
+// ACK or PONG settles its pending entry, a HELLO answers Dial). A non-nil
+// error ends the read loop: p is malformed, the server said BYE, or it sent
+// a frame a server may not send. It runs on the read goroutine only, and
+// allocates nothing for an EVENT, an emit's ACK or a PONG.
+func (c *Client) handle(p []byte, f *Frame, now int64) error {
+	if err := DecodeFrame(p, f); err != nil {
+		return err
+	}
+	switch f.Type {
+	case FrameEvent:
+		if c.cfg.OnEvent != nil {
+			c.cfg.OnEvent(f, now)
+		}
+	case FrameAck, FramePong: // a PONG answers a Ping like an ACK
+		c.amu.Lock()
+		pa, ok := c.pending[f.AckID]
+		if ok && pa.done == nil {
+			delete(c.pending, f.AckID) // JOIN/LEAVE entries are removed by their waiter
+		}
+		c.amu.Unlock()
+		switch {
+		case !ok: // a duplicate ACK of a retried request
+		case pa.done != nil:
+			select {
+			case pa.done <- f.Status:
+			default:
+			}
+		case c.cfg.OnAck != nil:
+			c.cfg.OnAck(time.Duration(now - pa.sentNs))
+		}
+	case FrameHello:
+		select {
+		case c.hello <- f.Sender:
+		default:
+		}
+	case FrameBye:
+		return fmt.Errorf("server said BYE (reason %d): %w", f.Status, net.ErrClosed)
+	default:
+		return fmt.Errorf("%w: a server may not send %v", ErrMalformed, f.Type)
+	}
+	return nil
 }
 
 // Close sends BYE when the connection is idle (without waiting for a blocked

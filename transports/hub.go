@@ -46,6 +46,12 @@ type HubConfig struct {
 	// an error other than a clean close (a malformed frame, a write error),
 	// from that connection's goroutine.
 	OnConnError func(id uint64, err error)
+	// OnAcceptError, if set, is called from Serve with each failed Accept
+	// that Serve retries (every Accept error but the listener closing or
+	// ctx ending; EMFILE when file descriptors run out), before the pause,
+	// in Serve's goroutine; the same failures are counted in
+	// HubStats.AcceptErrors. It must not block.
+	OnAcceptError func(err error)
 }
 
 // DefaultNamespace is the namespace every connection is in from its HELLO.
@@ -144,8 +150,9 @@ func NewHub(cfg HubConfig) *Hub {
 // Serve accepts connections from ln until ln is closed or ctx is done, and
 // serves each in its own goroutines; it then returns nil. Serve does not
 // close ln. Any other Accept error (EMFILE when file descriptors run out) is
-// counted in HubStats.AcceptErrors and retried after a pause that doubles
-// from 5 ms to 1 s, as net/http's server does.
+// counted in HubStats.AcceptErrors, reported to HubConfig.OnAcceptError and
+// retried after a pause that doubles from 5 ms to 1 s, as net/http's server
+// does.
 func (h *Hub) Serve(ctx context.Context, ln Listener) error {
 	var pause time.Duration
 	for {
@@ -155,6 +162,9 @@ func (h *Hub) Serve(ctx context.Context, ln Listener) error {
 				return nil
 			}
 			h.acceptErrors.Add(1)
+			if h.cfg.OnAcceptError != nil {
+				h.cfg.OnAcceptError(err)
+			}
 			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
 			select {
 			case <-time.After(pause):

@@ -35,6 +35,15 @@ type Caps struct {
 	// MaxFrame is the largest frame, in bytes, that WriteFrame accepts; a
 	// larger frame is an error wrapping ErrFrameTooLarge, never a truncation.
 	MaxFrame int
+	// ClientFDs is how many file descriptors one Dial holds while its Conn
+	// is open (its socket: 1 for every built-in transport).
+	ClientFDs int
+	// ServerFDs is how many file descriptors the server side holds per
+	// accepted connection, beyond the Listener's own: 1 for a transport
+	// with a socket per connection (tcp, tcp+tls, ws, wss), 0 when one
+	// socket serves every peer (udp, quic, quic-dgram). bench's
+	// TestFDsPerConnection checks ClientFDs and ServerFDs by counting.
+	ServerFDs int
 }
 
 // Transport is one way of moving frames. Implementations are safe for

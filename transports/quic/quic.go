@@ -169,11 +169,14 @@ func (t *transport) Name() string {
 	return "quic"
 }
 
+// Caps reports, for "quic", a reliable, ordered, encrypted stream, and for
+// "quic-dgram" encrypted datagrams. Each Dial holds its own UDP socket; the
+// Listener's one socket serves every peer.
 func (t *transport) Caps() transports.Caps {
 	if t.dgram {
-		return transports.Caps{Encrypted: true, Datagram: true, MaxFrame: DatagramMaxFrameBytes}
+		return transports.Caps{Encrypted: true, Datagram: true, MaxFrame: DatagramMaxFrameBytes, ClientFDs: 1, ServerFDs: 0}
 	}
-	return transports.Caps{Reliable: true, Ordered: true, Encrypted: true, MaxFrame: StreamMaxFrameBytes}
+	return transports.Caps{Reliable: true, Ordered: true, Encrypted: true, MaxFrame: StreamMaxFrameBytes, ClientFDs: 1, ServerFDs: 0}
 }
 
 func (t *transport) preamble() byte {

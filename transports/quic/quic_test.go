@@ -137,8 +137,8 @@ func TestNameAndCaps(t *testing.T) {
 		name string
 		caps transports.Caps
 	}{
-		{Stream(), "quic", transports.Caps{Reliable: true, Ordered: true, Encrypted: true, MaxFrame: transports.MaxPayloadBytes + 64<<10}},
-		{Datagram(), "quic-dgram", transports.Caps{Encrypted: true, Datagram: true, MaxFrame: DatagramMaxFrameBytes}},
+		{Stream(), "quic", transports.Caps{Reliable: true, Ordered: true, Encrypted: true, MaxFrame: transports.MaxPayloadBytes + 64<<10, ClientFDs: 1, ServerFDs: 0}},
+		{Datagram(), "quic-dgram", transports.Caps{Encrypted: true, Datagram: true, MaxFrame: DatagramMaxFrameBytes, ClientFDs: 1, ServerFDs: 0}},
 	}
 	for _, tt := range tests {
 		tr := tt.tr

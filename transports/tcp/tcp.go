@@ -93,13 +93,16 @@ func TLS() transports.Transport { return encrypted }
 func (t *transport) Name() string { return t.name }
 
 // Caps reports a reliable, ordered stream, encrypted for tcp+tls, whose
-// frames are at most MaxFrameBytes.
+// frames are at most MaxFrameBytes, holding one socket on each side per
+// connection.
 func (t *transport) Caps() transports.Caps {
 	return transports.Caps{
 		Reliable:  true,
 		Ordered:   true,
 		Encrypted: t.useTLS,
 		MaxFrame:  MaxFrameBytes,
+		ClientFDs: 1,
+		ServerFDs: 1,
 	}
 }
 

@@ -199,9 +199,10 @@ func New(opts Options) transports.Transport { return &Transport{opts: opts} }
 func (t *Transport) Name() string { return Name }
 
 // Caps reports an unreliable, unordered, unencrypted datagram transport
-// whose frames are at most MaxFrameBytes.
+// whose frames are at most MaxFrameBytes. Each client holds one connected
+// socket; the server's one socket serves every peer.
 func (t *Transport) Caps() transports.Caps {
-	return transports.Caps{Datagram: true, MaxFrame: MaxFrameBytes}
+	return transports.Caps{Datagram: true, MaxFrame: MaxFrameBytes, ClientFDs: 1, ServerFDs: 0}
 }
 
 // Listen opens an unconnected UDP socket on addr ("127.0.0.1:0" picks a

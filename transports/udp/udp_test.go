@@ -21,7 +21,7 @@ var quick = Options{KeepaliveInterval: 20 * time.Millisecond, IdleTimeout: 150 *
 
 func TestCaps(t *testing.T) {
 	tr := New(Options{})
-	want := transports.Caps{Reliable: false, Ordered: false, Encrypted: false, Datagram: true, MaxFrame: 1471}
+	want := transports.Caps{Reliable: false, Ordered: false, Encrypted: false, Datagram: true, MaxFrame: 1471, ClientFDs: 1, ServerFDs: 0}
 	if got := tr.Caps(); got != want || tr.Name() != "udp" {
 		t.Fatalf("registered %q with %+v, want \"udp\" with %+v", tr.Name(), got, want)
 	}

@@ -84,8 +84,10 @@ var _ transports.Transport = (*transport)(nil)
 
 func (t *transport) Name() string { return t.name }
 
+// Caps reports a reliable, ordered stream, encrypted for wss, whose frames
+// are at most MaxFrame, holding one TCP socket on each side per connection.
 func (t *transport) Caps() transports.Caps {
-	return transports.Caps{Reliable: true, Ordered: true, Encrypted: t.tls, MaxFrame: MaxFrame}
+	return transports.Caps{Reliable: true, Ordered: true, Encrypted: t.tls, MaxFrame: MaxFrame, ClientFDs: 1, ServerFDs: 1}
 }
 
 // http1Only is the protocol set of both the server and the client: the

@@ -51,7 +51,7 @@ func RunFinal(ctx context.Context, tr transports.Transport, sc Scenario, final f
 	sc = sc.WithDefaults()
 	res := results.Result{
 		Schema: results.SchemaVersion, StartedAt: time.Now().UTC(), Transport: tr.Name(),
-		Clients: sc.Clients, Rooms: sc.Rooms, Publishers: sc.publishers(), RateEPS: sc.RateEPS,
+		Clients: sc.Clients, Rooms: sc.Rooms, Publishers: sc.PublisherCount(), RateEPS: sc.RateEPS,
 		PayloadBytes: sc.PayloadBytes, Duration: sc.Duration,
 	}
 	done := func(err error) (results.Result, error) {
@@ -157,7 +157,7 @@ func (r *run) publishAll(ctx context.Context) (windowStart, windowEnd int64) {
 	r.rec.SetWindow(windowStart, windowEnd)
 
 	rng := rand.New(rand.NewPCG(uint64(sc.Seed), 0x65766265))
-	for p := range sc.publishers() {
+	for p := range sc.PublisherCount() {
 		sched := Schedule{StartNs: startNs + rng.Int64N(int64(interval)), Interval: interval, EndNs: windowEnd, Grace: sc.MaxSchedLag}
 		payloadSeed := rng.Uint64() // drawn here: rng is not safe for concurrent use
 		r.publishers.Go(func() { r.publish(ctx, p, sched, payloadSeed) })

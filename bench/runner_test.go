@@ -23,7 +23,7 @@ import (
 // that is a whole number, whatever the publisher's start phase.
 func slotsInWindow(sc bench.Scenario) int64 {
 	sc = sc.WithDefaults()
-	return int64(sc.Publishers) * int64(sc.RateEPS*sc.Duration.Seconds()+0.5)
+	return int64(sc.PublisherCount()) * int64(sc.RateEPS*sc.Duration.Seconds()+0.5)
 }
 
 func checkConsistent(t *testing.T, res results.Result) {

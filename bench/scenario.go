@@ -182,7 +182,7 @@ func (s Scenario) Validate(name string, caps *transports.Caps) error {
 	}
 	if s.Publishers != NoPublishers && !s.fanOutPossible() {
 		return bad("", "no publisher shares a room with another client, so no event could be delivered (%d clients, %d rooms, %d per client, %d publishers): use more clients than rooms",
-			s.Clients, s.Rooms, s.RoomsPerClient, s.publishers())
+			s.Clients, s.Rooms, s.RoomsPerClient, s.PublisherCount())
 	}
 	if caps != nil {
 		if n := s.EventFrameBytes(); n > caps.MaxFrame {
@@ -193,8 +193,9 @@ func (s Scenario) Validate(name string, caps *transports.Caps) error {
 	return nil
 }
 
-// publishers is the number of clients that emit.
-func (s Scenario) publishers() int {
+// PublisherCount is the number of clients that emit: Clients for
+// AllPublishers, 0 for NoPublishers, Publishers otherwise.
+func (s Scenario) PublisherCount() int {
 	switch s.Publishers {
 	case AllPublishers:
 		return s.Clients
@@ -232,7 +233,7 @@ func (s Scenario) fanOutPossible() bool {
 			members[r]++
 		}
 	}
-	for p := range s.publishers() {
+	for p := range s.PublisherCount() {
 		for _, r := range s.rooms(p) {
 			if members[r] >= 2 {
 				return true

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,6 +66,9 @@ func RunFinal(ctx context.Context, tr transports.Transport, sc Scenario, final f
 	if err := sc.Validate(tr.Name(), &caps); err != nil {
 		return done(err)
 	}
+	if err := CheckCapacity(sc.Clients, caps, tr.Name()); err != nil {
+		return done(err)
+	}
 	r := newRun(sc, tr)
 	defer context.AfterFunc(ctx, r.interrupt)()
 	hub, addr, stop, err := r.startServer(ctx)
@@ -125,7 +127,9 @@ func (r *run) startServer(ctx context.Context) (hub *transports.Hub, addr string
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("listen: %w", err)
 	}
-	hub = transports.NewHub(transports.HubConfig{SendQueue: r.sc.SendQueue, SlowConsumer: r.sc.SlowConsumer})
+	hub = transports.NewHub(transports.HubConfig{
+		SendQueue: r.sc.SendQueue, SlowConsumer: r.sc.SlowConsumer, OnAcceptError: r.failures.AcceptError,
+	})
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -218,7 +222,7 @@ func (r *run) verdict(res *results.Result, sn Snapshot, st transports.HubStats, 
 	case res.Expected == 0:
 		return "no delivery was expected in the measurement window: no event was sent to a room with another member (raise --rate or --duration)"
 	case st.AcceptErrors > 0:
-		return fmt.Sprintf("the server failed to accept %d times (out of file descriptors?)", st.AcceptErrors)
+		return r.failures.Error(r.sc.Clients)
 	case sn.MergeDropped > 0:
 		return fmt.Sprintf("%d histogram samples were lost merging shards", sn.MergeDropped)
 	}
@@ -243,6 +247,7 @@ type run struct {
 	graceEnd time.Time     // read after cut is closed
 
 	clients     []*fleetClient
+	failures    ConnectFailures // clients that failed to connect, and the server's failed Accepts
 	ackTimeouts int64
 	closing     atomic.Bool // the harness is closing the clients
 	lost        struct {    // clients whose connection ended before closing
@@ -268,27 +273,18 @@ func (r *run) connect(ctx context.Context, addr string) error {
 	// queue of 32 (protocol.MaxAcceptQueueSize) when they complete faster
 	// than they are accepted.
 	sem := make(chan struct{}, 32)
-	errs := make([]error, sc.Clients)
 	var wg sync.WaitGroup
 	for i := range sc.Clients {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			errs[i] = r.connectOne(ctx, addr, i)
+			r.failures.Add(i, r.connectOne(ctx, addr, i))
 		}()
 	}
 	wg.Wait()
-	var first error
-	failed := 0
-	for _, e := range errs {
-		if e != nil {
-			first = cmp.Or(first, e)
-			failed++
-		}
-	}
-	if failed > 0 {
-		return fmt.Errorf("%d of %d clients failed to connect or join; first: %w", failed, sc.Clients, first)
+	if r.failures.Failed() > 0 {
+		return r.failures.Err(sc.Clients)
 	}
 	return nil
 }

@@ -174,6 +174,9 @@ func (o *runOptions) validate() ([]transports.Transport, error) {
 		if err := sc.Validate(name, &caps); err != nil {
 			return nil, flagError(err)
 		}
+		if err := bench.CheckCapacity(sc.Clients, caps, name); err != nil {
+			return nil, fmt.Errorf("--clients %d: %w", sc.Clients, err)
+		}
 		trs = append(trs, tr)
 	}
 	if o.quiet && o.out == "" {
@@ -245,6 +248,10 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, exitEa
 	if help {
 		return exitOK
 	}
+	// The soft open-file limit is raised to the hard one before the
+	// capacity check; a failure leaves the limit as it was, and the check
+	// then says what to do.
+	bench.RaiseFileLimit()
 	var trs []transports.Transport
 	if err == nil {
 		trs, err = o.validate()

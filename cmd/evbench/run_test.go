@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"errors"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -413,5 +414,41 @@ func TestDiskFull(t *testing.T) {
 	}
 	if got, err := os.ReadFile(out); err != nil || string(got) != "old\n" {
 		t.Errorf("the old file is now %q, %v", got, err)
+	}
+}
+
+// TestCapacityRefused is case C10 before connecting: under an open-file
+// limit of 200, 150 tcp clients (two descriptors each in one process) do not
+// fit. run says so before anything starts, with the numbers and how to
+// lift the limit, and exits 2; 150 udp clients (one each) fit the check.
+func TestCapacityRefused(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh to set the limit with ulimit")
+	}
+	run := func(transport string) (int, string) {
+		cmd := exec.Command(sh, "-c", `ulimit -n 200 && exec "$0" "$@"`, binPath, "run", "--transports", transport,
+			"--clients", "150", "--rooms", "2", "--duration", "100ms", "--warmup", "0", "-o", filepath.Join(t.TempDir(), "out.csv"))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return cmd.ProcessState.ExitCode(), stderr.String()
+	}
+	code, stderr := run("tcp")
+	for _, want := range []string{"--clients 150: 316 file descriptors needed for 150 tcp clients (2 per client in one process)",
+		"open-file limit is 200", "run at most 92 clients"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if code != exitUsage || transportStarted.MatchString(stderr) {
+		t.Errorf("exit %d, want %d before any transport starts:\n%s", code, exitUsage, stderr)
+	}
+	if code, stderr := run("udp"); code != exitOK {
+		t.Errorf("150 udp clients under 200 descriptors: exit %d\n%s", code, stderr)
 	}
 }

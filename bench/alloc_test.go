@@ -10,7 +10,7 @@ import (
 	"github.com/evbench/evbench/transports/ws"
 )
 
-// CASES.md C13 (the per-delivery path allocates nothing in steady state) is
+// docs/cases.md C13 (the per-delivery path allocates nothing in steady state) is
 // checked where the allocations would be made, by tests that run each part
 // synchronously with testing.AllocsPerRun and fail on a single allocation:
 // TestRecordNoAlloc (the Recorder), and in package transports

@@ -11,7 +11,7 @@ import (
 )
 
 // Histogram bounds shared by every HDR histogram of a run: nanosecond
-// values, 3 significant digits (DESIGN.md), highest trackable value
+// values, 3 significant digits (docs/design.md), highest trackable value
 // DefaultMaxLatency. A sample above the highest value is never dropped
 // silently: it is counted as an overflow and still raises the exact maximum.
 const (

@@ -14,7 +14,7 @@ import (
 	"github.com/evbench/evbench/bench"
 )
 
-// TestRecorderC2 is CASES.md C2: a sample above the histograms' highest
+// TestRecorderC2 is docs/cases.md C2: a sample above the histograms' highest
 // trackable value is counted in LatOverflow and raises MaxLatNs, nothing is
 // dropped silently, and merging the shards loses nothing: the merged total
 // is the sum of the inputs and MergeDropped is 0.
@@ -200,7 +200,7 @@ func TestRecorderMemory(t *testing.T) {
 	}
 }
 
-// TestRecordNoAlloc is CASES.md C13 for the Recorder: once a stream has been
+// TestRecordNoAlloc is docs/cases.md C13 for the Recorder: once a stream has been
 // seen, recording a delivery, a send or an ack allocates nothing.
 func TestRecordNoAlloc(t *testing.T) {
 	rec := bench.NewRecorder(0, math.MaxInt64, 0, 0)

@@ -367,7 +367,7 @@ func (r *run) publish(ctx context.Context, p int, sched Schedule, payloadSeed ui
 		seqs[j]++
 		measured := r.rec.Measured(due)
 		// Expected deliveries: the room's acknowledged members now, minus
-		// the sender (DESIGN.md).
+		// the sender (docs/design.md).
 		expected := r.members[fc.rooms[j]].Load() - 1
 		wantAck := r.sc.AckEvery > 0 && k%int64(r.sc.AckEvery) == 0
 		r.lastLag.Store(int64(lag))
@@ -383,7 +383,7 @@ func (r *run) publish(ctx context.Context, p int, sched Schedule, payloadSeed ui
 		}
 		return err
 	})
-	// Count the measured slots that were never sent (CASES.md C1, C3). A
+	// Count the measured slots that were never sent (docs/cases.md C1, C3). A
 	// cancelled run (Ctrl-C) did not fall behind: its window ends where it
 	// stopped, and the slots after that are not owed.
 	if st.Cancelled {

@@ -64,7 +64,7 @@ func TestRunTCP(t *testing.T) {
 	}
 }
 
-// TestRunC1 is CASES.md C1 end to end, scaled by 1/10: one publisher with a
+// TestRunC1 is docs/cases.md C1 end to end, scaled by 1/10: one publisher with a
 // target of 50 events/s whose every EMIT write takes 100 ms, for a 3 s
 // window, over real tcp with one receiver. About 30 of the 150 scheduled
 // slots are sent, the rest counted NotSent, the row is saturated, the
@@ -113,7 +113,7 @@ func TestRunC1(t *testing.T) {
 	}
 }
 
-// TestRunC6 is CASES.md C6 over ws with default settings: payloads of
+// TestRunC6 is docs/cases.md C6 over ws with default settings: payloads of
 // 32,768 B, 32,769 B (over coder/websocket's default 32 KiB read limit) and
 // 1 MiB are delivered in full: every event sent arrives, none is counted as
 // missed and the connection is not closed. (Under -race a 1 MiB ws write

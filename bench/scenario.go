@@ -2,7 +2,7 @@
 // the Runner that starts a Hub and a fleet of simulated clients on one
 // transport in one process, the open-loop Schedule that paces publishers,
 // and the Recorder that turns deliveries into HDR latency histograms and
-// sequence accounting. Definitions follow DESIGN.md ("What is measured").
+// sequence accounting. Definitions follow docs/design.md ("What is measured").
 package bench
 
 import (
@@ -143,7 +143,7 @@ func (e *FieldError) Unwrap() error { return ErrScenario }
 // limits of the transport named name, so that an impossible run fails
 // before anything starts. It returns nil or a *FieldError. An event larger
 // than the transport's MaxFrame is a configuration error, never counted as
-// loss (CASES.md C6).
+// loss (docs/cases.md C6).
 func (s Scenario) Validate(name string, caps *transports.Caps) error {
 	bad := func(field, format string, a ...any) error {
 		return &FieldError{Field: field, Msg: fmt.Sprintf(format, a...)}

@@ -105,7 +105,7 @@ func TestValidateAsGiven(t *testing.T) {
 	}
 }
 
-// TestValidateTransportLimit is CASES.md C6 before the run: a payload whose
+// TestValidateTransportLimit is docs/cases.md C6 before the run: a payload whose
 // event frame is over the transport's MaxFrame is a configuration error that
 // names the transport and the largest payload that fits.
 func TestValidateTransportLimit(t *testing.T) {

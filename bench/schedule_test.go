@@ -97,7 +97,7 @@ type sendRec struct {
 	lag         time.Duration
 }
 
-// TestPaceC3 is CASES.md C3: 20,000 events/s for 10 s with a 1.5 s pause
+// TestPaceC3 is docs/cases.md C3: 20,000 events/s for 10 s with a 1.5 s pause
 // injected into one send. Sends follow the absolute times start + k·50 µs,
 // no slot is skipped, each late slot has its lag recorded and the lag falls
 // back to 0 as the publisher catches up, and every one of the 200,000 slots
@@ -207,7 +207,7 @@ func TestPaceC3(t *testing.T) {
 	}
 }
 
-// TestPaceC1 is CASES.md C1 on the virtual clock: a target of 5 events/s
+// TestPaceC1 is docs/cases.md C1 on the virtual clock: a target of 5 events/s
 // whose every send takes 1 s, for 30 s. Event k is due at 0.2·k s but
 // starts at k s, so its CO-corrected latency is exactly 1 + 0.8·k s while
 // its raw latency stays 1 s; about 30 of 150 slots are sent and the rest are

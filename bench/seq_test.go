@@ -79,7 +79,7 @@ func TestSeqTracker(t *testing.T) {
 	}
 }
 
-// c9Stream builds CASES.md C9's arrival order: sequence numbers from
+// c9Stream builds docs/cases.md C9's arrival order: sequence numbers from
 // 2³²−3, 10,000 datagrams, 2 dropped, 3 delivered after later ones (one of
 // them across 2³²), 1 delivered twice.
 func c9Stream() (base uint64, n int, arrivals []uint64) {
@@ -107,7 +107,7 @@ func c9Stream() (base uint64, n int, arrivals []uint64) {
 	return base, n, arrivals
 }
 
-// TestSeqC9 is CASES.md C9: lost = expected − unique delivered = 2,
+// TestSeqC9 is docs/cases.md C9: lost = expected − unique delivered = 2,
 // reordered = 3, duplicates = 1, with 64-bit counters; the stream split into
 // 10 intervals gives per-interval totals that sum to the overall totals, and
 // nothing is negative.

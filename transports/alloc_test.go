@@ -76,7 +76,7 @@ func dialRecord(t *testing.T, cfg transports.ClientConfig) (*transports.Client, 
 	return c, conn
 }
 
-// TestC13ClientAllocs is CASES.md C13 for the Client's share of the
+// TestC13ClientAllocs is docs/cases.md C13 for the Client's share of the
 // per-delivery path, each part run synchronously on the test goroutine
 // (the Client's read loop is blocked in ReadFrame, and nothing else runs):
 // Emit, with and without an ACK requested, encodes into the Client's

@@ -1,6 +1,6 @@
 package transports_test
 
-// Field case C5 (CASES.md): concurrent writes corrupt a WebSocket connection
+// Field case C5 (docs/cases.md): concurrent writes corrupt a WebSocket connection
 // (gorilla/websocket #390, #698). Under -race, 50 clients share one room over
 // ws and wss while publishers aim at 1,000 broadcasts/s for 3 s (the case
 // says 5 s; see c5Seconds), connections ping every 100 ms, and event

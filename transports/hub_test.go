@@ -589,7 +589,7 @@ func waitGone(tb testing.TB, hub *transports.Hub) transports.HubStats {
 	return waitStats(tb, hub, "every connection to end", func(st transports.HubStats) bool { return st.Conns == 0 })
 }
 
-// Field case C12 (CASES.md; socketio/socket.io #4067): rooms outlive their
+// Field case C12 (docs/cases.md; socketio/socket.io #4067): rooms outlive their
 // members when a join races a disconnect. 10,000 clients connect over tcp,
 // 200 at a time; each sends HELLO and two JOINs without waiting for any
 // ack, and closes its connection 2 ms later (with the HELLO reply unread,

@@ -88,7 +88,7 @@ func TestRunWritesRows(t *testing.T) {
 	}
 }
 
-// TestCSVUnderDecimalCommaLocale is CASES.md C14: a locale whose decimal
+// TestCSVUnderDecimalCommaLocale is docs/cases.md C14: a locale whose decimal
 // separator is ',' must not change the CSV. Go formats numbers without a
 // locale, and the test holds whether or not de_DE is installed.
 func TestCSVUnderDecimalCommaLocale(t *testing.T) {

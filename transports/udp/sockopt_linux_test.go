@@ -122,7 +122,7 @@ func TestDropCounterWraps(t *testing.T) {
 }
 
 // TestKernelDropsMatchLoss overflows a client's tiny receive buffer and
-// checks the case of CASES.md C8: frames delivered + KernelDrops = frames
+// checks the case of docs/cases.md C8: frames delivered + KernelDrops = frames
 // sent, so loss in the receive buffer is told apart from other loss.
 func TestKernelDropsMatchLoss(t *testing.T) {
 	const sent = 200

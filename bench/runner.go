@@ -112,7 +112,7 @@ func newRun(sc Scenario, tr transports.Transport) *run {
 	r := &run{
 		sc: sc, tr: tr, clk: newRealClock(time.Now()), rec: NewRecorder(0, 0, 0, 0),
 		members: make([]atomic.Int64, sc.Rooms), roomIndex: make(map[string]uint32, sc.Rooms),
-		cut: make(chan struct{}),
+		cut: make(chan struct{}), sending: make([]atomic.Int64, sc.PublisherCount()),
 	}
 	for i := range sc.Rooms {
 		r.roomIndex[roomName(i)] = uint32(i)
@@ -191,12 +191,28 @@ func (r *run) interrupt() {
 	r.cutNs.Store(now)
 	r.rec.EndReception(now)
 	r.graceEnd = time.Now().Add(InterruptGrace)
-	if time.Duration(r.lastLag.Load()) > r.sc.MaxSchedLag {
+	if r.behind(now) {
 		// The publishers are behind their schedule, so the server is behind
 		// too: what is in flight would not land within the grace.
 		r.graceEnd = time.Now()
 	}
 	close(r.cut)
+}
+
+// behind reports whether the publishers are behind their schedule at now:
+// the latest send started later than MaxSchedLag after it was due, or a
+// send has been in its write for longer than that.
+func (r *run) behind(now int64) bool {
+	bound := int64(r.sc.MaxSchedLag)
+	if r.lastLag.Load() > bound {
+		return true
+	}
+	for i := range r.sending {
+		if start := r.sending[i].Load(); start != 0 && now-start > bound {
+			return true
+		}
+	}
+	return false
 }
 
 // interruptDeadline returns a channel closed when the interrupt's grace
@@ -239,8 +255,9 @@ type run struct {
 	members   []atomic.Int64 // per room: clients whose join is acknowledged and who have not left
 
 	publishers sync.WaitGroup
-	lastLag    atomic.Int64 // scheduling lag of the latest send of any publisher, ns
-	lastDue    atomic.Int64 // latest due time of a measured slot sent, on the run clock
+	lastLag    atomic.Int64   // scheduling lag of the latest send of any publisher, ns
+	sending    []atomic.Int64 // per publisher: when its current write started (run clock), 0 between writes
+	lastDue    atomic.Int64   // latest due time of a measured slot sent, on the run clock
 
 	cut      chan struct{} // closed by interrupt, once it has set cutNs and graceEnd
 	cutNs    atomic.Int64  // when ctx was cancelled, on the run clock
@@ -377,7 +394,9 @@ func (r *run) publish(ctx context.Context, p int, sched Schedule, payloadSeed ui
 			r.rec.RecordSend(p, lag, expected, nil)
 			storeMax(&r.lastDue, due)
 		}
+		r.sending[p].Store(max(r.clk.Now(), 1))
 		err := fc.c.Emit(&ev, wantAck)
+		r.sending[p].Store(0)
 		if measured && err != nil {
 			r.rec.RecordSendFailed(p, expected)
 		}

@@ -314,3 +314,44 @@ func TestRunInterruptDuringDrain(t *testing.T) {
 			res.Error, res.Expected, res.Delivered, res.Duration)
 	}
 }
+
+// TestRunInterruptBlockedWriters: every publisher is stuck in a write (each
+// EMIT takes 10 s, as towards a server far behind) when ctx is cancelled.
+// Run does not wait for the writes: the publishers are behind their
+// schedule, so there is no grace; the row is sealed at once with the window
+// cut where the cancel came, the sends in flight counted as sent and
+// missed, and the teardown releases the writers.
+func TestRunInterruptBlockedWriters(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var once sync.Once
+	var cancelled time.Time
+	tr := &hookTransport{Transport: tcp.Plain(), name: "tcp", emitDelay: 10 * time.Second, onWrite: func(_ *hookConn, p []byte) {
+		if transports.FrameMayDrop(p) {
+			once.Do(func() {
+				time.AfterFunc(400*time.Millisecond, func() { cancelled = time.Now(); cancel() })
+			})
+		}
+	}}
+	sc := bench.Scenario{Clients: 6, Rooms: 2, RateEPS: 100, Warmup: bench.NoWarmup, Duration: 5 * time.Second}
+	res, err := bench.Run(ctx, tr, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := time.Since(cancelled)
+	t.Logf("returned %v after the cancel: duration %v sent %d not sent %d expected %d delivered %d",
+		after, res.Duration, res.Sent, res.NotSent, res.Expected, res.Delivered)
+	checkConsistent(t, res)
+	if after > bench.InterruptGrace {
+		t.Errorf("Run returned %v after the cancel, want less than the grace (%v): nothing in flight could land", after, bench.InterruptGrace)
+	}
+	if res.Error != "interrupted" || res.Duration <= 0 || res.Duration > time.Second {
+		t.Errorf("error %q duration %v, want an interrupted row cut near 0.4 s", res.Error, res.Duration)
+	}
+	// Each publisher wrote its first event and was stuck in it: 6 sends in
+	// flight, each expected by the 2 other members of its room.
+	if res.Sent != 6 || res.Expected != 12 || res.Delivered != 0 || res.SendErrors != 0 {
+		t.Errorf("sent %d expected %d delivered %d send errors %d; want the 6 stuck sends counted as sent and missed",
+			res.Sent, res.Expected, res.Delivered, res.SendErrors)
+	}
+}

@@ -3,9 +3,7 @@
 package bench
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -60,39 +58,21 @@ func newFDs(t *testing.T, before map[int]string) map[int]string {
 	return m
 }
 
-// socketPorts maps the inode of every IPv4 and IPv6 TCP and UDP socket in
-// this network namespace to its local port, from /proc/net.
-func socketPorts(t *testing.T) map[string]int {
-	t.Helper()
-	m := map[string]int{}
-	for _, name := range []string{"tcp", "tcp6", "udp", "udp6"} {
-		f, err := os.Open("/proc/net/" + name)
-		if errors.Is(err, os.ErrNotExist) {
-			continue // no IPv6
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(f)
-		sc.Scan() // header
-		for sc.Scan() {
-			// sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ...
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 10 {
-				continue
-			}
-			_, portHex, ok := strings.Cut(fields[1], ":")
-			port, err := strconv.ParseUint(portHex, 16, 16)
-			if !ok || err != nil {
-				t.Fatalf("/proc/net/%s: bad local address %q", name, fields[1])
-			}
-			m[fields[9]] = int(port)
-		}
-		f.Close()
-		if err := sc.Err(); err != nil {
-			t.Fatal(err)
-		}
+// localPort returns the local port of socket descriptor fd of this
+// process, read with getsockname(2) (unlike /proc/net/*, which is read in
+// pieces and can skip sockets while others come and go).
+func localPort(fd int) (int, bool) {
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		return 0, false
 	}
-	return m
+	switch sa := sa.(type) {
+	case *syscall.SockaddrInet4:
+		return sa.Port, true
+	case *syscall.SockaddrInet6:
+		return sa.Port, true
+	}
+	return 0, false
 }
 
 // TestFDsPerConnection checks every registered transport's ClientFDs and
@@ -154,15 +134,12 @@ func TestFDsPerConnection(t *testing.T) {
 				}
 			}
 
-			ports := socketPorts(t)
 			var client, server int
 			var other []string
-			for _, target := range newFDs(t, listening) {
-				inode, ok := strings.CutPrefix(target, "socket:[")
-				inode = strings.TrimSuffix(inode, "]")
-				port, known := ports[inode]
+			for fd, target := range newFDs(t, listening) {
+				port, known := localPort(fd)
 				switch {
-				case !ok || !known:
+				case !strings.HasPrefix(target, "socket:[") || !known:
 					other = append(other, target)
 				case port == serverPort:
 					server++

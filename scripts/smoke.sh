@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test of the main job: every registered transport (the default of
-# `evbench run`), one after another on loopback, at the load issue #3 names,
-# then `evbench check` on the results file. Usage:
+# `evbench run`), one after another on loopback, at the load of the README's
+# measured table, then `evbench check` on the results file. Usage:
 #   scripts/smoke.sh [OUT.csv]
 # Exits non-zero when the run fails or a row breaks an invariant. Forces
 # LC_ALL=C so that nothing downstream parses numbers with a locale.

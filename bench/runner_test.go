@@ -299,12 +299,19 @@ func TestRunExpectedNothing(t *testing.T) {
 // drain (every event lost, so it never completes) ends the wait at once and
 // marks the row interrupted.
 func TestRunInterruptDuringDrain(t *testing.T) {
-	tr := &hookTransport{Transport: tcp.Plain(), name: "tcp", dropEmits: true}
-	sc := bench.Scenario{Clients: 3, Rooms: 1, RateEPS: 50, Warmup: time.Millisecond,
-		Duration: 300 * time.Millisecond, Drain: 30 * time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	time.AfterFunc(time.Second, cancel) // set-up, 0.3 s of window, then well into the drain
+	// The window ends 0.3 s after the first EMIT at the latest (1 ms of
+	// warm-up, then the window); the cancel comes 1.2 s after that, so well
+	// into the drain however long the set-up took.
+	var once sync.Once
+	tr := &hookTransport{Transport: tcp.Plain(), name: "tcp", dropEmits: true, onWrite: func(_ *hookConn, p []byte) {
+		if transports.FrameMayDrop(p) {
+			once.Do(func() { time.AfterFunc(1500*time.Millisecond, cancel) })
+		}
+	}}
+	sc := bench.Scenario{Clients: 3, Rooms: 1, RateEPS: 50, Warmup: time.Millisecond,
+		Duration: 300 * time.Millisecond, Drain: 30 * time.Second}
 	start := time.Now()
 	res, err := bench.Run(ctx, tr, sc)
 	if err != nil {

@@ -91,6 +91,7 @@ func RunFinal(ctx context.Context, tr transports.Transport, sc Scenario, final f
 		// ends at the cut, or after the last slot sent if a send raced the
 		// cancel, so that everything counted as sent lies inside it.
 		r.rec.Seal()
+		<-r.cut // interrupt runs in a goroutine of its own after the cancel
 		end := max(r.cutNs.Load(), r.lastDue.Load()+1, windowStart)
 		res.Duration = time.Duration(min(end, windowEnd) - windowStart)
 	}

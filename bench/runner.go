@@ -236,6 +236,8 @@ func (r *run) verdict(res *results.Result, sn Snapshot, st transports.HubStats, 
 	case r.lost.n > 0:
 		return fmt.Sprintf("%d of %d clients disconnected during the run, so the fan-out measured is not the one asked for (first: %v)",
 			r.lost.n, r.sc.Clients, r.lost.first)
+	case res.Expected == 0 && res.NotSent > 0:
+		return fmt.Sprintf("no delivery was expected in the measurement window: the publishers fell behind and sent none of its slots (%d not sent; lower --rate)", res.NotSent)
 	case res.Expected == 0:
 		return "no delivery was expected in the measurement window: no event was sent to a room with another member (raise --rate or --duration)"
 	case st.AcceptErrors > 0:

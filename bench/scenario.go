@@ -149,12 +149,14 @@ func (s Scenario) Validate(name string, caps *transports.Caps) error {
 		return &FieldError{Field: field, Msg: fmt.Sprintf(format, a...)}
 	}
 	switch {
-	case s.Clients < 1:
-		return bad("Clients", "must be at least 1, got %d", s.Clients)
-	case s.Rooms < 1:
-		return bad("Rooms", "must be at least 1, got %d", s.Rooms)
+	case s.Clients < 1 || s.Clients > MaxClients:
+		return bad("Clients", "must be between 1 and %d, got %d", MaxClients, s.Clients)
+	case s.Rooms < 1 || s.Rooms > MaxRooms:
+		return bad("Rooms", "must be between 1 and %d, got %d", MaxRooms, s.Rooms)
 	case s.RoomsPerClient < 1 || s.RoomsPerClient > s.Rooms:
 		return bad("RoomsPerClient", "must be between 1 and the number of rooms (%d), got %d", s.Rooms, s.RoomsPerClient)
+	case s.Clients*s.RoomsPerClient > MaxMemberships:
+		return bad("RoomsPerClient", "makes %d clients × %d rooms = %d memberships, over %d", s.Clients, s.RoomsPerClient, s.Clients*s.RoomsPerClient, MaxMemberships)
 	case s.Publishers != NoPublishers && (s.Publishers < AllPublishers || s.Publishers > s.Clients):
 		return bad("Publishers", "must be between 1 and the number of clients (%d), got %d", s.Clients, s.Publishers)
 	case !(s.RateEPS >= MinRateEPS && s.RateEPS <= MaxRateEPS): // NaN too
@@ -208,6 +210,14 @@ func (s Scenario) PublisherCount() int {
 // MaxSendQueue bounds Scenario.SendQueue: the Hub allocates each
 // connection's two queues at full size, 8 bytes a slot.
 const MaxSendQueue = 1 << 20
+
+// Bounds of a scenario's size, so that a mistyped count is refused at once
+// instead of allocating per client or per room without limit.
+const (
+	MaxClients     = 1 << 20 // Scenario.Clients
+	MaxRooms       = 1 << 20 // Scenario.Rooms
+	MaxMemberships = 1 << 22 // Clients × RoomsPerClient
+)
 
 // Bounds of Scenario.RateEPS, in events per second per publisher.
 const (

@@ -134,3 +134,21 @@ func TestValidateTransportLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateSizeBounds: counts far beyond what a process can hold are
+// refused before any work or memory per client or room.
+func TestValidateSizeBounds(t *testing.T) {
+	for _, tt := range []struct {
+		sc    bench.Scenario
+		field string
+	}{
+		{bench.Scenario{Clients: 99999999999}, "Clients"},
+		{bench.Scenario{Clients: 5, Rooms: 99999999999}, "Rooms"},
+		{bench.Scenario{Clients: 100, Rooms: 1000000, RoomsPerClient: 1000000}, "RoomsPerClient"},
+	} {
+		var fe *bench.FieldError
+		if err := tt.sc.WithDefaults().Validate("tcp", nil); !errors.As(err, &fe) || fe.Field != tt.field {
+			t.Errorf("%+v: %v, want a FieldError for %s", tt.sc, err, tt.field)
+		}
+	}
+}

@@ -26,8 +26,9 @@ type ClientConfig struct {
 	// shared with whoever reads the latencies. Default: nanoseconds since
 	// the process started using package transports.
 	Clock func() int64
-	// RetryInterval is how often HELLO, JOIN and LEAVE are re-sent until
-	// acknowledged on a transport that is not Reliable; default 200ms.
+	// RetryInterval is how often HELLO, JOIN, LEAVE and PING are re-sent
+	// until answered on a transport whose control frames may be lost (not
+	// Caps.ReliableControl: udp); default 200ms.
 	RetryInterval time.Duration
 }
 
@@ -77,7 +78,7 @@ func Dial(ctx context.Context, tr Transport, addr string, cfg ClientConfig) (*Cl
 		return nil, err
 	}
 	c := &Client{
-		cfg: cfg, conn: conn, reliable: tr.Caps().Reliable,
+		cfg: cfg, conn: conn, reliable: tr.Caps().ReliableControl,
 		wbuf: make([]byte, 0, 1024), pending: map[uint64]pendingAck{},
 		hello: make(chan uint64, 1), done: make(chan struct{}),
 	}
@@ -134,7 +135,8 @@ func (c *Client) membership(ctx context.Context, t FrameType, ns, room string) e
 }
 
 // request writes f and waits for the read loop's answer on answer. Over a
-// transport that is not Reliable it re-sends f every RetryInterval; the
+// transport whose control frames may be lost it re-sends f every
+// RetryInterval; the
 // requests it is used for (HELLO, JOIN, LEAVE) are idempotent.
 func request[T any](ctx context.Context, c *Client, f *Frame, answer <-chan T) (T, error) {
 	var zero T
@@ -178,7 +180,7 @@ func (c *Client) Emit(ev *Frame, wantAck bool) error {
 	if wantAck {
 		ev.AckID = c.addPending(pendingAck{sentNs: ev.SentNs})
 	}
-	err := c.writeLocked(ev)
+	err := c.writeLocked(ev, true)
 	if err != nil && ev.AckID != 0 {
 		c.removePending(ev.AckID)
 	}
@@ -186,7 +188,7 @@ func (c *Client) Emit(ev *Frame, wantAck bool) error {
 }
 
 // Ping sends a PING and waits for its PONG, returning the round-trip time
-// on Clock. Over a transport that is not Reliable the PING is re-sent every
+// on Clock. Over a transport whose control frames may be lost the PING is re-sent every
 // RetryInterval and the time still counts from the first one. It returns an
 // error if the connection ends or ctx is done first.
 func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
@@ -216,16 +218,23 @@ func (c *Client) PendingAcks() int {
 func (c *Client) write(f *Frame) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return c.writeLocked(f)
+	return c.writeLocked(f, false)
 }
 
-func (c *Client) writeLocked(f *Frame) error {
+// writeLocked encodes f and writes it, through WriteEvent when event is
+// set (an EMIT, which the transport may send as a datagram).
+func (c *Client) writeLocked(f *Frame, event bool) error {
 	b, err := AppendFrame(c.wbuf[:0], f)
 	if err != nil {
 		return err
 	}
 	c.wbuf = b
-	if err := c.conn.WriteFrame(b); err != nil {
+	if event {
+		err = WriteEvent(c.conn, b)
+	} else {
+		err = c.conn.WriteFrame(b)
+	}
+	if err != nil {
 		return err
 	}
 	return Flush(c.conn)
@@ -322,7 +331,7 @@ func (c *Client) Close() error {
 			// A BYE can block too (a full send buffer towards a server
 			// that stopped reading): ByeGrace bounds it.
 			t := time.AfterFunc(ByeGrace, func() { c.conn.Close() })
-			c.writeLocked(&Frame{Type: FrameBye})
+			c.writeLocked(&Frame{Type: FrameBye}, false)
 			t.Stop()
 			c.wmu.Unlock()
 		}

@@ -523,18 +523,25 @@ func (s *session) push(q chan *outFrame, o *outFrame, drops *atomic.Uint64) {
 func (s *session) writeLoop() {
 	for {
 		var o *outFrame
+		event := false
 		select {
 		case o = <-s.ctrl:
 		default:
 			select {
 			case o = <-s.ctrl:
 			case o = <-s.q:
+				event = true
 			case <-s.done:
 				s.releaseQueued()
 				return
 			}
 		}
-		err := s.conn.WriteFrame(o.b)
+		var err error
+		if event {
+			err = WriteEvent(s.conn, o.b) // the only frames a transport may drop
+		} else {
+			err = s.conn.WriteFrame(o.b)
+		}
 		o.release()
 		if errors.Is(err, ErrFrameTooLarge) {
 			// Over this transport's limit (a datagram path below its usual

@@ -22,15 +22,22 @@ import (
 // Caps states what a Transport promises. The conformance suite in
 // transports/transporttest checks each promise.
 type Caps struct {
-	// Reliable is true when every frame written is delivered unless the
-	// connection fails (TCP, TLS, WebSocket, QUIC streams).
+	// Reliable is true when every event frame written is delivered unless
+	// the connection fails (TCP, TLS, WebSocket, QUIC streams).
 	Reliable bool
+	// ReliableControl is true when frames written with WriteFrame are
+	// delivered reliably and in order even where events are not: only a
+	// DatagramConn's WriteDatagram may lose a frame (quic-dgram). Then the
+	// Client sends HELLO, JOIN, LEAVE and PING once instead of re-sending
+	// them until acknowledged. True for every transport but udp.
+	ReliableControl bool
 	// Ordered is true when frames arrive in the order they were written.
 	Ordered bool
 	// Encrypted is true when frames travel under TLS 1.3 (tcp+tls, wss, QUIC).
 	Encrypted bool
-	// Datagram is true when frames (or event frames) travel as datagrams that
-	// the network may drop, duplicate or reorder (udp, quic-dgram).
+	// Datagram is true when frames (udp) or event frames (quic-dgram,
+	// through DatagramConn) travel as datagrams that the network may drop,
+	// duplicate or reorder.
 	Datagram bool
 	// MaxFrame is the largest frame, in bytes, that WriteFrame accepts; a
 	// larger frame is an error wrapping ErrFrameTooLarge, never a truncation.
@@ -124,34 +131,45 @@ func Flush(c Conn) error {
 
 var registry = struct {
 	sync.RWMutex
-	m     map[string]Transport
+	m     map[string]Constructor
 	names []string // in registration order
-}{m: map[string]Transport{}}
+}{m: map[string]Constructor{}}
 
-// Register makes t available under t.Name(). Names lists transports in the
-// order they were registered (package transports/all registers the built-in
-// ones in the order reports list them). It panics on a duplicate name, which
-// is a programming error in the list of transports.
-func Register(t Transport) {
+// Register makes the transport that newT builds available under name. Names
+// lists transports in the order they were registered (package
+// transports/all registers the built-in ones in the order reports list
+// them). It panics on a duplicate name, which is a programming error in the
+// list of transports.
+func Register(name string, newT Constructor) {
 	registry.Lock()
 	defer registry.Unlock()
-	if _, dup := registry.m[t.Name()]; dup {
-		panic("transports: Register called twice for " + t.Name())
+	if _, dup := registry.m[name]; dup {
+		panic("transports: Register called twice for " + name)
 	}
-	registry.m[t.Name()] = t
-	registry.names = append(registry.names, t.Name())
+	registry.m[name] = newT
+	registry.names = append(registry.names, name)
 }
 
-// Lookup returns the transport registered under name, or an error naming the
-// registered ones.
-func Lookup(name string) (Transport, error) {
+// New builds the transport registered under name from cfg. It returns an
+// error naming the registered transports for an unknown name, and the
+// constructor's error for a Config it cannot use.
+func New(name string, cfg Config) (Transport, error) {
 	registry.RLock()
-	defer registry.RUnlock()
-	if t, ok := registry.m[name]; ok {
-		return t, nil
+	newT, ok := registry.m[name]
+	if !ok {
+		defer registry.RUnlock()
+		return nil, fmt.Errorf("unknown transport %q (known: %s)", name, strings.Join(registry.names, ", "))
 	}
-	return nil, fmt.Errorf("unknown transport %q (known: %s)", name, strings.Join(registry.names, ", "))
+	registry.RUnlock()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return newT(cfg)
 }
+
+// Lookup is New(name, Config{}): the transport as it runs on loopback in
+// one process.
+func Lookup(name string) (Transport, error) { return New(name, Config{}) }
 
 // Names lists the registered transports in registration order. The caller
 // may modify the slice.

@@ -1,6 +1,6 @@
-// Package all registers every transport evbench ships, in the order reports
-// list them: import it for its side effects. This is the one list of
-// transports; adding one is a package and a line here.
+// Package all registers the constructor of every transport evbench ships,
+// in the order reports list them: import it for its side effects. This is
+// the one list of transports; adding one is a package and a line here.
 package all
 
 import (
@@ -12,15 +12,18 @@ import (
 )
 
 func init() {
-	for _, t := range []transports.Transport{
-		tcp.Plain(),            // tcp
-		tcp.TLS(),              // tcp+tls
-		udp.New(udp.Options{}), // udp
-		ws.Plain(),             // ws
-		ws.TLS(),               // wss
-		quic.Stream(),          // quic
-		quic.Datagram(),        // quic-dgram
+	for _, t := range []struct {
+		name string
+		newT transports.Constructor
+	}{
+		{tcp.NamePlain, tcp.NewPlain},
+		{tcp.NameTLS, tcp.NewTLS},
+		{udp.Name, udp.NewFromConfig},
+		{ws.NamePlain, ws.NewPlain},
+		{ws.NameTLS, ws.NewTLS},
+		{quic.NameStream, quic.NewStream},
+		{quic.NameDatagram, quic.NewDatagram},
 	} {
-		transports.Register(t)
+		transports.Register(t.name, t.newT)
 	}
 }

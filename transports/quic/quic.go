@@ -174,9 +174,9 @@ func (t *transport) Name() string {
 // Listener's one socket serves every peer.
 func (t *transport) Caps() transports.Caps {
 	if t.dgram {
-		return transports.Caps{Encrypted: true, Datagram: true, MaxFrame: DatagramMaxFrameBytes, ClientFDs: 1, ServerFDs: 0}
+		return transports.Caps{ReliableControl: true, Encrypted: true, Datagram: true, MaxFrame: DatagramMaxFrameBytes, ClientFDs: 1, ServerFDs: 0}
 	}
-	return transports.Caps{Reliable: true, Ordered: true, Encrypted: true, MaxFrame: StreamMaxFrameBytes, ClientFDs: 1, ServerFDs: 0}
+	return transports.Caps{Reliable: true, ReliableControl: true, Ordered: true, Encrypted: true, MaxFrame: StreamMaxFrameBytes, ClientFDs: 1, ServerFDs: 0}
 }
 
 func (t *transport) preamble() byte {
@@ -524,3 +524,15 @@ func (b *base) wrap(op string, err error) error {
 func tooLarge(what string, n, max int) error {
 	return fmt.Errorf("quic: %s of %d bytes: %w (max %d)", what, n, transports.ErrFrameTooLarge, max)
 }
+
+// Registry names.
+const (
+	NameStream   = "quic"
+	NameDatagram = "quic-dgram"
+)
+
+// NewStream builds the "quic" transport from cfg.
+func NewStream(cfg transports.Config) (transports.Transport, error) { return Stream(), nil }
+
+// NewDatagram builds the "quic-dgram" transport from cfg.
+func NewDatagram(cfg transports.Config) (transports.Transport, error) { return Datagram(), nil }

@@ -97,12 +97,13 @@ func (t *transport) Name() string { return t.name }
 // connection.
 func (t *transport) Caps() transports.Caps {
 	return transports.Caps{
-		Reliable:  true,
-		Ordered:   true,
-		Encrypted: t.useTLS,
-		MaxFrame:  MaxFrameBytes,
-		ClientFDs: 1,
-		ServerFDs: 1,
+		Reliable:        true,
+		ReliableControl: true,
+		Ordered:         true,
+		Encrypted:       t.useTLS,
+		MaxFrame:        MaxFrameBytes,
+		ClientFDs:       1,
+		ServerFDs:       1,
 	}
 }
 
@@ -314,3 +315,9 @@ func (l *listener) Close() error {
 func (l *listener) closedErr() error {
 	return fmt.Errorf("%s: accept on %v: %w", l.name, l.ln.Addr(), net.ErrClosed)
 }
+
+// NewPlain builds the "tcp" transport from cfg.
+func NewPlain(cfg transports.Config) (transports.Transport, error) { return plain, nil }
+
+// NewTLS builds the "tcp+tls" transport from cfg.
+func NewTLS(cfg transports.Config) (transports.Transport, error) { return encrypted, nil }

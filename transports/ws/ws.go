@@ -87,7 +87,7 @@ func (t *transport) Name() string { return t.name }
 // Caps reports a reliable, ordered stream, encrypted for wss, whose frames
 // are at most MaxFrame, holding one TCP socket on each side per connection.
 func (t *transport) Caps() transports.Caps {
-	return transports.Caps{Reliable: true, Ordered: true, Encrypted: t.tls, MaxFrame: MaxFrame, ClientFDs: 1, ServerFDs: 1}
+	return transports.Caps{Reliable: true, ReliableControl: true, Ordered: true, Encrypted: t.tls, MaxFrame: MaxFrame, ClientFDs: 1, ServerFDs: 1}
 }
 
 // http1Only is the protocol set of both the server and the client: the
@@ -477,3 +477,15 @@ func (c *conn) shutdown(code websocket.StatusCode, wait time.Duration) {
 
 // RemoteAddr is the peer's TCP address.
 func (c *conn) RemoteAddr() net.Addr { return c.remote }
+
+// Registry names.
+const (
+	NamePlain = "ws"
+	NameTLS   = "wss"
+)
+
+// NewPlain builds the "ws" transport from cfg.
+func NewPlain(cfg transports.Config) (transports.Transport, error) { return Plain(), nil }
+
+// NewTLS builds the "wss" transport from cfg.
+func NewTLS(cfg transports.Config) (transports.Transport, error) { return TLS(), nil }

@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"math/big"
 	"net"
 	"sync"
@@ -76,4 +77,14 @@ func ClientConfig(alpn ...string) (*tls.Config, error) {
 		MinVersion: tls.VersionTLS13,
 		NextProtos: alpn,
 	}, nil
+}
+
+// CertPEM returns the process's self-signed certificate as one PEM block
+// ("CERTIFICATE"), for a peer in another process to trust.
+func CertPEM() ([]byte, error) {
+	cert, err := made()
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), nil
 }

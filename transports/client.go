@@ -2,6 +2,7 @@ package transports
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -61,7 +62,8 @@ type Client struct {
 
 type pendingAck struct {
 	sentNs int64
-	done   chan uint8 // nil for emit acks; receives the ACK status for JOIN/LEAVE
+	done   chan uint8  // nil for emit acks; receives the ACK status for JOIN/LEAVE
+	stats  chan []byte // for a STATS request: receives a copy of the answer's payload
 }
 
 // Dial connects to a Hub at addr over tr and completes the HELLO exchange.
@@ -202,13 +204,33 @@ func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
 	return time.Duration(c.cfg.Clock() - sent), nil
 }
 
+// ServerStats asks the server for its counters (a STATS request) and
+// waits for the answer: a snapshot of the Hub's HubStats, counted from the
+// Hub's start. Over a transport whose control frames may be lost the
+// request is re-sent every RetryInterval. It returns an error if the answer
+// is not a HubStats object, the connection ends or ctx is done first.
+func (c *Client) ServerStats(ctx context.Context) (HubStats, error) {
+	answer := make(chan []byte, 1)
+	id := c.addPending(pendingAck{stats: answer})
+	defer c.removePending(id)
+	p, err := request(ctx, c, &Frame{Type: FrameStats, AckID: id}, answer)
+	if err != nil {
+		return HubStats{}, fmt.Errorf("server stats: %w", err)
+	}
+	var st HubStats
+	if err := json.Unmarshal(p, &st); err != nil {
+		return HubStats{}, fmt.Errorf("server stats: the server's answer is not a counters object: %w", err)
+	}
+	return st, nil
+}
+
 // PendingAcks is the number of emits whose ACK has not arrived.
 func (c *Client) PendingAcks() int {
 	c.amu.Lock()
 	defer c.amu.Unlock()
 	n := 0
 	for _, p := range c.pending {
-		if p.done == nil {
+		if p.done == nil && p.stats == nil {
 			n++
 		}
 	}
@@ -294,6 +316,7 @@ func (c *Client) handle(p []byte, f *Frame, now int64) error {
 	case FrameAck, FramePong: // a PONG answers a Ping like an ACK
 		c.amu.Lock()
 		pa, ok := c.pending[f.AckID]
+		ok = ok && pa.stats == nil // a STATS request is answered by STATS only
 		if ok && pa.done == nil {
 			delete(c.pending, f.AckID) // JOIN/LEAVE entries are removed by their waiter
 		}
@@ -307,6 +330,16 @@ func (c *Client) handle(p []byte, f *Frame, now int64) error {
 			}
 		case c.cfg.OnAck != nil:
 			c.cfg.OnAck(time.Duration(now - pa.sentNs))
+		}
+	case FrameStats:
+		c.amu.Lock()
+		pa, ok := c.pending[f.AckID]
+		c.amu.Unlock()
+		if ok && pa.stats != nil {
+			select {
+			case pa.stats <- append([]byte(nil), f.Payload...):
+			default: // a duplicate answer of a retried request
+			}
 		}
 	case FrameHello:
 		select {

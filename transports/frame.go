@@ -14,8 +14,9 @@ const Version = 1
 type FrameType uint8
 
 // The frame types of the event protocol. Clients send HELLO, JOIN, LEAVE,
-// EMIT, PING and BYE; the server sends HELLO (the assigned id), EVENT (a
-// delivery), ACK, PONG and BYE. NACK (gap repair from the room's replay
+// EMIT, PING, STATS and BYE; the server sends HELLO (the assigned id), EVENT
+// (a delivery), ACK, PONG, STATS (its counters, answering a STATS request)
+// and BYE. NACK (gap repair from the room's replay
 // buffer) is reserved in the codec; until the Hub keeps a replay buffer it
 // treats a NACK as an unexpected frame and closes that connection.
 const (
@@ -29,10 +30,11 @@ const (
 	FramePong                       // echoes a PING's AckID and SentNs
 	FrameNack                       // Namespace, Room, Offset = first missing, Seq = last missing
 	FrameBye                        // Status = reason
+	FrameStats                      // client: AckID; server: AckID, Payload = its counters (see Hub)
 	frameTypeEnd
 )
 
-var frameTypeNames = [...]string{"invalid", "HELLO", "JOIN", "LEAVE", "EMIT", "EVENT", "ACK", "PING", "PONG", "NACK", "BYE"}
+var frameTypeNames = [...]string{"invalid", "HELLO", "JOIN", "LEAVE", "EMIT", "EVENT", "ACK", "PING", "PONG", "NACK", "BYE", "STATS"}
 
 // String returns the frame type's protocol name, e.g. "EMIT".
 func (t FrameType) String() string {
@@ -52,6 +54,7 @@ const (
 const (
 	MaxNameBytes    = 255      // namespace, room and event names
 	MaxPayloadBytes = 16 << 20 // payload of one event
+	MaxStatsBytes   = 1024     // payload of a STATS answer: fits one udp datagram
 )
 
 // Fixed sizes, in bytes, of the parts of a frame.
@@ -139,6 +142,13 @@ func AppendFrame(dst []byte, f *Frame) ([]byte, error) {
 		dst = binary.BigEndian.AppendUint64(dst, f.Seq)
 	case FrameBye:
 		dst = append(dst, f.Status)
+	case FrameStats:
+		if len(f.Payload) > MaxStatsBytes {
+			return dst, fmt.Errorf("STATS payload of %d bytes: %w (max %d)", len(f.Payload), ErrFrameTooLarge, MaxStatsBytes)
+		}
+		dst = binary.BigEndian.AppendUint64(dst, f.AckID)
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(f.Payload)))
+		dst = append(dst, f.Payload...)
 	default:
 		return dst, fmt.Errorf("encode: unknown frame type %v", f.Type)
 	}
@@ -195,6 +205,13 @@ func DecodeFrame(p []byte, f *Frame) error {
 		f.Offset, f.Seq = d.u64(), d.u64()
 	case FrameBye:
 		f.Status = d.u8()
+	case FrameStats:
+		f.AckID = d.u64()
+		n := d.u32()
+		if n > MaxStatsBytes {
+			return fmt.Errorf("%w: STATS payload length %d over %d", ErrMalformed, n, MaxStatsBytes)
+		}
+		f.Payload = d.bytes(int(n))
 	default:
 		return fmt.Errorf("%w: unknown frame type %d", ErrMalformed, p[1])
 	}

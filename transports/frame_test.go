@@ -20,6 +20,7 @@ func sampleFrames() []Frame {
 		{Type: FramePong, AckID: 1, SentNs: 99},
 		{Type: FrameNack, Namespace: []byte("/"), Room: []byte("r"), Offset: 10, Seq: 20},
 		{Type: FrameBye, Status: 2},
+		{Type: FrameStats, AckID: 3, Payload: []byte(`{"queue_drops":1}`)},
 	}
 }
 

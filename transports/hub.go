@@ -2,6 +2,7 @@ package transports
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -65,25 +66,51 @@ var ErrSlowConsumer = errors.New("slow consumer: send queue full")
 // connection's reply queue holds, whatever HubConfig.SendQueue says.
 const MinReplyQueue = 256
 
-// HubStats is a snapshot of a Hub's state and counters.
+// HubStats is a snapshot of a Hub's state and counters. A STATS frame
+// carries it as a JSON object whose keys are the json tags below (unknown
+// keys are ignored by readers, so counters can be added); counters count
+// from the Hub's start, so a fleet takes the difference of two snapshots.
 type HubStats struct {
-	Conns      int // open connections
-	Namespaces int // namespaces with at least one room
-	Rooms      int // rooms with at least one member, own-id rooms included
-	Members    int // room memberships, own-id rooms included
+	Conns      int `json:"conns"`      // open connections
+	Namespaces int `json:"namespaces"` // namespaces with at least one room
+	Rooms      int `json:"rooms"`      // rooms with at least one member, own-id rooms included
+	Members    int `json:"members"`    // room memberships, own-id rooms included
 	// QueueDrops counts events discarded by the slow-consumer policy.
-	QueueDrops uint64
+	QueueDrops uint64 `json:"queue_drops"`
 	// ReplyDrops counts replies (ACK, PONG) discarded by the policy when a
 	// connection's reply queue was full too.
-	ReplyDrops uint64
+	ReplyDrops uint64 `json:"reply_drops"`
 	// OversizeDrops counts frames a connection's transport refused as over
 	// its MaxFrame; the connection stays open.
-	OversizeDrops uint64
+	OversizeDrops uint64 `json:"oversize_drops"`
 	// AcceptErrors counts failed Accepts other than the listener closing.
-	AcceptErrors uint64
+	AcceptErrors uint64 `json:"accept_errors"`
 	// ProtocolErrors counts connections closed because they sent a
 	// malformed or unexpected frame.
-	ProtocolErrors uint64
+	ProtocolErrors uint64 `json:"protocol_errors"`
+	// ClosedClean, ClosedError and ClosedSlow count connections that ended
+	// after their HELLO, by reason: cleanly (a BYE, the end of the stream,
+	// the Hub closing); with an error (the transport failed, or the peer
+	// sent a malformed frame, which ProtocolErrors counts as well); or
+	// closed by the Disconnect slow-consumer policy.
+	ClosedClean uint64 `json:"closed_clean"`
+	ClosedError uint64 `json:"closed_error"`
+	ClosedSlow  uint64 `json:"closed_slow"`
+}
+
+// Sub returns the counters of s minus those of base, the earlier snapshot:
+// what happened between the two. Gauges (Conns, Namespaces, Rooms, Members)
+// are s's own.
+func (s HubStats) Sub(base HubStats) HubStats {
+	s.QueueDrops -= base.QueueDrops
+	s.ReplyDrops -= base.ReplyDrops
+	s.OversizeDrops -= base.OversizeDrops
+	s.AcceptErrors -= base.AcceptErrors
+	s.ProtocolErrors -= base.ProtocolErrors
+	s.ClosedClean -= base.ClosedClean
+	s.ClosedError -= base.ClosedError
+	s.ClosedSlow -= base.ClosedSlow
+	return s
 }
 
 // Hub routes events between connections the way socket.io's server does:
@@ -116,6 +143,9 @@ type Hub struct {
 	oversizeDrops  atomic.Uint64
 	acceptErrors   atomic.Uint64
 	protocolErrors atomic.Uint64
+	closedClean    atomic.Uint64
+	closedError    atomic.Uint64
+	closedSlow     atomic.Uint64
 	frames         sync.Pool // *outFrame
 	wg             sync.WaitGroup
 }
@@ -235,6 +265,9 @@ func (h *Hub) Stats() HubStats {
 	st.OversizeDrops = h.oversizeDrops.Load()
 	st.AcceptErrors = h.acceptErrors.Load()
 	st.ProtocolErrors = h.protocolErrors.Load()
+	st.ClosedClean = h.closedClean.Load()
+	st.ClosedError = h.closedError.Load()
+	st.ClosedSlow = h.closedSlow.Load()
 	return st
 }
 
@@ -385,6 +418,8 @@ func (s *session) readLoop() error {
 			}
 		case FramePing:
 			s.reply(&Frame{Type: FramePong, AckID: f.AckID, SentNs: f.SentNs})
+		case FrameStats:
+			s.replyStats(f.AckID)
 		case FrameBye:
 			return s.readToEnd()
 		default:
@@ -475,6 +510,15 @@ func (s *session) reply(f *Frame) {
 		return
 	}
 	s.push(s.ctrl, o, &s.hub.replyDrops)
+}
+
+// replyStats answers a STATS request with the Hub's counters as JSON.
+func (s *session) replyStats(id uint64) {
+	b, err := json.Marshal(s.hub.Stats())
+	if err != nil {
+		return // HubStats always marshals
+	}
+	s.reply(&Frame{Type: FrameStats, AckID: id, Payload: b})
 }
 
 // closeAsync closes the session from a goroutine the Hub waits for, so a
@@ -585,6 +629,16 @@ func (s *session) close(err error) {
 			h.removeMemberLocked(s, k)
 		}
 		s.rooms = nil
+		// Counted under the lock, so that Stats shows the session gone
+		// and its reason counted at once.
+		switch {
+		case err == nil || errors.Is(err, net.ErrClosed) || isEOF(err):
+			h.closedClean.Add(1)
+		case errors.Is(err, ErrSlowConsumer):
+			h.closedSlow.Add(1)
+		default:
+			h.closedError.Add(1)
+		}
 		delete(h.sessions, s.id)
 		h.mu.Unlock()
 		s.conn.Close()

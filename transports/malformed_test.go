@@ -173,7 +173,10 @@ func TestMalformedInput(t *testing.T) {
 			if st.ProtocolErrors != want {
 				t.Errorf("ProtocolErrors = %d, want %d", st.ProtocolErrors, want)
 			}
-			st.ProtocolErrors = base.ProtocolErrors
+			if st.ClosedError > want {
+				t.Errorf("ClosedError = %d, more than the %d bad connections so far", st.ClosedError, want)
+			}
+			st.ProtocolErrors, st.ClosedError = base.ProtocolErrors, base.ClosedError
 			if st != base {
 				t.Errorf("after the bad connection: Stats = %+v, want %+v", st, base)
 			}

@@ -117,8 +117,8 @@ func TestSlowConsumerPolicy(t *testing.T) {
 				st := waitStats(t, hub, "the stuck receiver disconnected", func(st transports.HubStats) bool {
 					return st.Conns == 1 && st.Members == 2
 				})
-				if st.QueueDrops < 1 {
-					t.Errorf("Stats = %+v, want at least one drop", st)
+				if st.QueueDrops < 1 || st.ClosedSlow != 1 {
+					t.Errorf("Stats = %+v, want at least one drop and one connection closed as slow", st)
 				}
 				// The Hub closes the Conn just after it has left the maps.
 				select {

@@ -1,0 +1,60 @@
+package transports_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/evbench/evbench/transports"
+)
+
+// TestServerStats: a STATS request returns the Hub's counters over the
+// protocol, on a reliable and on a datagram transport, and the Hub counts
+// the connections that ended by reason.
+func TestServerStats(t *testing.T) {
+	for _, tr := range bothTransports {
+		t.Run(tr.Name(), func(t *testing.T) {
+			s := startHub(t, tr, transports.HubConfig{})
+			asker := s.dial(t, transports.ClientConfig{})
+			ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+			defer cancel()
+
+			base, err := asker.c.ServerStats(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if base.Conns != 1 || base.ClosedClean != 0 || base.ClosedError != 0 {
+				t.Fatalf("first snapshot %+v, want 1 connection and no closes", base)
+			}
+
+			// One client leaves cleanly, one breaks the protocol (tcp only:
+			// a raw stream is how a peer sends a malformed frame).
+			leaver := s.dial(t, transports.ClientConfig{})
+			leaver.c.Close()
+			waitStats(t, s.hub, "clean close", func(st transports.HubStats) bool { return st.ClosedClean == 1 })
+			wantErrors := uint64(0)
+			if tr.Name() == "tcp" {
+				bad := dialRaw(t, s.addr)
+				writeFrames(t, bad, encode(t, transports.Frame{Type: transports.FrameHello, Sender: 99}), []byte{transports.Version, 0xee})
+				waitStats(t, s.hub, "protocol error", func(st transports.HubStats) bool { return st.ClosedError == 1 })
+				bad.Close()
+				wantErrors = 1
+			}
+
+			got, err := asker.c.ServerStats(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := s.hub.Stats()
+			if got != want {
+				t.Errorf("ServerStats = %+v, Hub.Stats = %+v", got, want)
+			}
+			d := got.Sub(base)
+			if d.ClosedClean != 1 || d.ClosedError != wantErrors || d.ProtocolErrors != wantErrors || d.ClosedSlow != 0 {
+				t.Errorf("difference of the snapshots %+v, want 1 clean close and %d errors", d, wantErrors)
+			}
+			if n := asker.c.PendingAcks(); n != 0 {
+				t.Errorf("PendingAcks = %d after ServerStats, want 0", n)
+			}
+		})
+	}
+}

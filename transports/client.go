@@ -204,22 +204,22 @@ func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
 	return time.Duration(c.cfg.Clock() - sent), nil
 }
 
-// ServerStats asks the server for its counters (a STATS request) and
-// waits for the answer: a snapshot of the Hub's HubStats, counted from the
-// Hub's start. Over a transport whose control frames may be lost the
+// ServerStats asks the server for its settings and counters (a STATS
+// request) and waits for the answer: the Hub's ServerStats, counters
+// counted from the Hub's start. Over a transport whose control frames may be lost the
 // request is re-sent every RetryInterval. It returns an error if the answer
 // is not a HubStats object, the connection ends or ctx is done first.
-func (c *Client) ServerStats(ctx context.Context) (HubStats, error) {
+func (c *Client) ServerStats(ctx context.Context) (ServerStats, error) {
 	answer := make(chan []byte, 1)
 	id := c.addPending(pendingAck{stats: answer})
 	defer c.removePending(id)
 	p, err := request(ctx, c, &Frame{Type: FrameStats, AckID: id}, answer)
 	if err != nil {
-		return HubStats{}, fmt.Errorf("server stats: %w", err)
+		return ServerStats{}, fmt.Errorf("server stats: %w", err)
 	}
-	var st HubStats
+	var st ServerStats
 	if err := json.Unmarshal(p, &st); err != nil {
-		return HubStats{}, fmt.Errorf("server stats: the server's answer is not a counters object: %w", err)
+		return ServerStats{}, fmt.Errorf("server stats: the server's answer is not a counters object: %w", err)
 	}
 	return st, nil
 }

@@ -98,6 +98,24 @@ type HubStats struct {
 	ClosedSlow  uint64 `json:"closed_slow"`
 }
 
+// ServerStats is what a STATS answer carries, as one flat JSON object: the
+// Hub's settings that shape what a fleet measures, and a snapshot of its
+// counters.
+type ServerStats struct {
+	HubStats
+	// SendQueue is the Hub's per-connection send queue, in frames.
+	SendQueue int `json:"send_queue"`
+	// SlowConsumer is the Hub's slow-consumer policy, "drop-oldest" or
+	// "disconnect".
+	SlowConsumer string `json:"slow_consumer"`
+}
+
+// ServerStats returns the Hub's settings and a snapshot of its counters,
+// as a STATS answer carries them.
+func (h *Hub) ServerStats() ServerStats {
+	return ServerStats{HubStats: h.Stats(), SendQueue: h.cfg.SendQueue, SlowConsumer: h.cfg.SlowConsumer.String()}
+}
+
 // Sub returns the counters of s minus those of base, the earlier snapshot:
 // what happened between the two. Gauges (Conns, Namespaces, Rooms, Members)
 // are s's own.
@@ -514,9 +532,9 @@ func (s *session) reply(f *Frame) {
 
 // replyStats answers a STATS request with the Hub's counters as JSON.
 func (s *session) replyStats(id uint64) {
-	b, err := json.Marshal(s.hub.Stats())
+	b, err := json.Marshal(s.hub.ServerStats())
 	if err != nil {
-		return // HubStats always marshals
+		return // ServerStats always marshals
 	}
 	s.reply(&Frame{Type: FrameStats, AckID: id, Payload: b})
 }

@@ -44,11 +44,11 @@ func TestServerStats(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := s.hub.Stats()
+			want := transports.ServerStats{HubStats: s.hub.Stats(), SendQueue: 4096, SlowConsumer: "drop-oldest"}
 			if got != want {
 				t.Errorf("ServerStats = %+v, Hub.Stats = %+v", got, want)
 			}
-			d := got.Sub(base)
+			d := got.Sub(base.HubStats)
 			if d.ClosedClean != 1 || d.ClosedError != wantErrors || d.ProtocolErrors != wantErrors || d.ClosedSlow != 0 {
 				t.Errorf("difference of the snapshots %+v, want 1 clean close and %d errors", d, wantErrors)
 			}

@@ -74,7 +74,9 @@ const lossRatioTolerance = 1e-9
 //     which leaves the percentiles at 0.
 //   - counters: no counter is negative: sent, expected, delivered, missed,
 //     duplicates, reordered, not_sent, lat_overflow, queue_drops,
-//     ack_timeouts, send_errors, disconnects.
+//     ack_timeouts, send_errors, disconnects, and v2's server counters
+//     reply_drops, oversize_drops, protocol_errors, accept_errors,
+//     server_closed_clean, server_closed_error, server_closed_slow.
 //   - saturated: saturated is true when not_sent > 0, since an unsent slot
 //     means the load generator fell behind.
 //   - reliable (only with CheckOptions.Reliable): a row of a reliable
@@ -188,6 +190,9 @@ func checkCounters(r *Result, _ *CheckOptions) string {
 		{"duplicates", r.Duplicates}, {"reordered", r.Reordered}, {"not_sent", r.NotSent},
 		{"lat_overflow", r.LatOverflow}, {"queue_drops", r.QueueDrops}, {"ack_timeouts", r.AckTimeouts},
 		{"send_errors", r.SendErrors}, {"disconnects", r.Disconnects},
+		{"reply_drops", r.ReplyDrops}, {"oversize_drops", r.OversizeDrops}, {"protocol_errors", r.ProtocolErrors},
+		{"accept_errors", r.AcceptErrors}, {"server_closed_clean", r.ServerClosedClean},
+		{"server_closed_error", r.ServerClosedError}, {"server_closed_slow", r.ServerClosedSlow},
 	}
 	var neg []string
 	for _, c := range counters {

@@ -73,6 +73,8 @@ func TestCheckRules(t *testing.T) {
 		{"counter negative", func(r *Result) { r.Duplicates = -1 }, CheckOptions{}, "counters", "duplicates -1 is negative"},
 		{"counters negative", func(r *Result) { r.QueueDrops, r.Disconnects = -2, -3 }, CheckOptions{}, "counters",
 			"queue_drops -2, disconnects -3 are negative"},
+		{"v2 server counter negative", func(r *Result) { r.ServerClosedSlow = -4 }, CheckOptions{}, "counters",
+			"server_closed_slow -4 is negative"},
 
 		{"not sent without saturated", func(r *Result) { r.NotSent = 4 }, CheckOptions{}, "saturated", "not_sent 4 but saturated is false"},
 		{"not sent and saturated", func(r *Result) { r.NotSent, r.Saturated = 4, true }, CheckOptions{}, "", ""},

@@ -65,10 +65,41 @@ var columns = []column{
 	appended(int64Col("send_errors", func(r *Result) *int64 { return &r.SendErrors })),
 	appended(int64Col("disconnects", func(r *Result) *int64 { return &r.Disconnects })),
 	appended(strCol("error", func(r *Result) *string { return &r.Error })),
+	// Added in schema v2.
+	appended(intCol("rooms_per_client", func(r *Result) *int { return &r.RoomsPerClient })),
+	appended(intCol("ack_every", func(r *Result) *int { return &r.AckEvery })),
+	appended(secondsCol("warmup_s", func(r *Result) *time.Duration { return &r.Warmup })),
+	appended(secondsCol("drain_s", func(r *Result) *time.Duration { return &r.Drain })),
+	appended(int64Col("seed", func(r *Result) *int64 { return &r.Seed })),
+	appended(intCol("send_queue", func(r *Result) *int { return &r.SendQueue })),
+	appended(strCol("slow_consumer", func(r *Result) *string { return &r.SlowConsumer })),
+	appended(microsCol("max_sched_lag_us", func(r *Result) *time.Duration { return &r.MaxSchedLag })),
+	appended(secondsCol("connect_timeout_s", func(r *Result) *time.Duration { return &r.ConnectTimeout })),
+	appended(boolCol("reliable", func(r *Result) *bool { return &r.CapsReliable })),
+	appended(boolCol("reliable_control", func(r *Result) *bool { return &r.CapsReliableControl })),
+	appended(boolCol("ordered", func(r *Result) *bool { return &r.CapsOrdered })),
+	appended(boolCol("encrypted", func(r *Result) *bool { return &r.CapsEncrypted })),
+	appended(boolCol("datagram", func(r *Result) *bool { return &r.CapsDatagram })),
+	appended(intCol("max_frame_bytes", func(r *Result) *int { return &r.MaxFrameBytes })),
+	appended(strCol("server", func(r *Result) *string { return &r.Server })),
+	appended(int64Col("reply_drops", func(r *Result) *int64 { return &r.ReplyDrops })),
+	appended(int64Col("oversize_drops", func(r *Result) *int64 { return &r.OversizeDrops })),
+	appended(int64Col("protocol_errors", func(r *Result) *int64 { return &r.ProtocolErrors })),
+	appended(int64Col("accept_errors", func(r *Result) *int64 { return &r.AcceptErrors })),
+	appended(int64Col("server_closed_clean", func(r *Result) *int64 { return &r.ServerClosedClean })),
+	appended(int64Col("server_closed_error", func(r *Result) *int64 { return &r.ServerClosedError })),
+	appended(int64Col("server_closed_slow", func(r *Result) *int64 { return &r.ServerClosedSlow })),
+	appended(strCol("evbench_version", func(r *Result) *string { return &r.Version })),
+	appended(strCol("vcs_revision", func(r *Result) *string { return &r.Revision })),
+	appended(strCol("go_version", func(r *Result) *string { return &r.GoVersion })),
+	appended(intCol("gomaxprocs", func(r *Result) *int { return &r.GOMAXPROCS })),
+	appended(strCol("kernel", func(r *Result) *string { return &r.Kernel })),
+	appended(strCol("platform", func(r *Result) *string { return &r.Platform })),
 }
 
 // Columns returns the CSV header this package writes: schema v1's columns in
-// DESIGN order, then the appended ones. The caller may modify the slice.
+// DESIGN order, then the appended ones (those appended during v1, then those
+// of v2). The caller may modify the slice.
 func Columns() []string {
 	names := make([]string, len(columns))
 	for i, c := range columns {
@@ -366,11 +397,14 @@ func (cw *CSVWriter) writeHeader() error {
 	return nil
 }
 
-// ReadCSV reads a results CSV written by CSVWriter, by this or a later schema
-// version. It maps columns by the names in the header, so column order does
-// not matter; unknown columns are ignored; columns appended after schema v1
-// may be missing (their fields stay zero), but every v1 column must be
-// present. A UTF-8 byte order mark before the header is skipped.
+// ReadCSV reads a results CSV written by CSVWriter, of any schema version
+// from 1 on: v1 files, files of this version and of later ones. It maps
+// columns by the names in the header, so column order does not matter;
+// unknown columns are ignored; columns appended after schema v1 (v2's among
+// them) may be missing, whatever the rows' schema says, and their fields stay
+// zero; but every v1 column must be present. Each Result's Schema is its
+// row's schema column as the file states it, never SchemaVersion by default.
+// A UTF-8 byte order mark before the header is skipped.
 //
 // A bad value or a missing column is a *FieldError naming the line and the
 // column; a malformed record (bad quoting, a wrong number of fields) is a

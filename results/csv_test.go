@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -18,11 +19,104 @@ import (
 // designV1 is schema v1's column list, in the order the README documents it.
 const designV1 = "schema, run_id, started_at, transport, clients, rooms, publishers, rate_eps, payload_bytes, duration_s, repeat, sent, expected, delivered, missed, duplicates, reordered, loss_ratio, throughput_eps, goodput_Bps, lat_p50_us, lat_p90_us, lat_p99_us, lat_p999_us, lat_max_us, lat_mean_us, lat_raw_p99_us, connect_p50_us, connect_p99_us, ack_rtt_p50_us, ack_rtt_p99_us, sched_lag_p99_us, saturated"
 
+// appendedColumns are the columns appended while the schema was v1.
 var appendedColumns = []string{"not_sent", "lat_overflow", "queue_drops", "ack_timeouts", "send_errors", "disconnects", "error"}
 
-// sampleRows returns rows that exercise every column: fractions, large
-// counts, a saturated row and an error that needs RFC 4180 quoting.
+// v2Columns are the columns schema v2 added, in file order.
+var v2Columns = []string{
+	"rooms_per_client", "ack_every", "warmup_s", "drain_s", "seed", "send_queue", "slow_consumer",
+	"max_sched_lag_us", "connect_timeout_s",
+	"reliable", "reliable_control", "ordered", "encrypted", "datagram", "max_frame_bytes",
+	"server", "reply_drops", "oversize_drops", "protocol_errors", "accept_errors",
+	"server_closed_clean", "server_closed_error", "server_closed_slow",
+	"evbench_version", "vcs_revision", "go_version", "gomaxprocs", "kernel", "platform",
+}
+
+// sampleRows returns v2 rows that exercise every column: fractions, large
+// counts, a saturated row, an error that needs RFC 4180 quoting, and the v2
+// columns of an in-process and of a remote server.
 func sampleRows() []Result {
+	rows := sampleRowsV1()
+	for i := range rows {
+		rows[i].Schema = 2
+	}
+	rows[0].RoomsPerClient, rows[0].AckEvery = 1, 10
+	rows[0].Warmup, rows[0].Drain, rows[0].ConnectTimeout = time.Second, 2*time.Second, 10*time.Second
+	rows[0].Seed, rows[0].SendQueue, rows[0].SlowConsumer = 1, 4096, "drop-oldest"
+	rows[0].MaxSchedLag = 10 * time.Millisecond
+	rows[0].CapsReliable, rows[0].CapsReliableControl, rows[0].CapsOrdered = true, true, true
+	rows[0].MaxFrameBytes, rows[0].Server = 1<<20, "in-process"
+	rows[0].ServerClosedClean = 100
+	rows[0].Version, rows[0].Revision, rows[0].GoVersion = "v0.3.0", "623cde9a1b2c3d4e5f60718293a4b5c6d7e8f901", "go1.26.0"
+	rows[0].GOMAXPROCS, rows[0].Kernel, rows[0].Platform = 8, "Linux 6.1.0-x86_64", "linux/amd64"
+
+	rows[1].RoomsPerClient, rows[1].AckEvery = 3, 0 // no emit asked for an ACK
+	rows[1].Warmup, rows[1].Drain, rows[1].ConnectTimeout = 0, 1500*time.Millisecond, 2500*time.Millisecond
+	rows[1].Seed, rows[1].SendQueue, rows[1].SlowConsumer = -42, 4, "disconnect"
+	rows[1].MaxSchedLag = 1234567 * time.Nanosecond
+	rows[1].CapsDatagram, rows[1].MaxFrameBytes, rows[1].Server = true, 1472, "[2001:db8::1]:9000"
+	rows[1].ReplyDrops, rows[1].OversizeDrops, rows[1].ProtocolErrors, rows[1].AcceptErrors = 5, 6, 2, 1
+	rows[1].ServerClosedClean, rows[1].ServerClosedError, rows[1].ServerClosedSlow = 97, 2, 1
+	rows[1].Version, rows[1].Revision, rows[1].GoVersion = "(devel)", "623cde9a1b2c3d4e5f60718293a4b5c6d7e8f901+dirty", "go1.26.0"
+	rows[1].GOMAXPROCS, rows[1].Kernel, rows[1].Platform = 1, "Darwin 24.1.0", "darwin/arm64"
+
+	rows[2].RoomsPerClient, rows[2].AckEvery, rows[2].Seed = 1, 1, math.MaxInt64
+	rows[2].Warmup, rows[2].Drain, rows[2].ConnectTimeout = 1, 3*time.Second, time.Minute
+	rows[2].SendQueue, rows[2].SlowConsumer = 1_000_000, "drop-oldest"
+	rows[2].MaxSchedLag = time.Nanosecond
+	rows[2].CapsReliableControl, rows[2].CapsEncrypted, rows[2].CapsDatagram = true, true, true
+	rows[2].MaxFrameBytes, rows[2].Server = 1200, "bench-server.example:4433"
+	rows[2].OversizeDrops, rows[2].ServerClosedClean = 1<<40, 50000
+	rows[2].GOMAXPROCS, rows[2].Platform = 256, "linux/arm64"
+	return rows
+}
+
+// fullRow is a v2 row with every field set to a value that is not zero, and
+// text that needs RFC 4180 quoting in v2's text columns as well.
+func fullRow() Result {
+	return Result{
+		Schema: 2, RunID: "20250102T030405Z-0a0b0c0d", StartedAt: time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC),
+		Transport: "wss", Clients: 1000, Rooms: 20, Publishers: 100, RateEPS: 250.25, PayloadBytes: 512,
+		Duration: 10*time.Second + 1, Repeat: 3,
+		Sent: 250250, Expected: 12512500, Delivered: 12512000, Missed: 500, Duplicates: 4, Reordered: 9,
+		LossRatio: 500.0 / 12512500, ThroughputEPS: 1251200.125, GoodputBps: 640614464.5,
+		LatP50: 101, LatP90: 2002, LatP99: 30003, LatP999: 400004, LatMax: 5000005, LatMean: 6006,
+		LatRawP99: 7007, ConnectP50: 8008, ConnectP99: 9009, AckRTTP50: 10010, AckRTTP99: 11011,
+		SchedLagP99: 12012, Saturated: true,
+		NotSent: 13, LatOverflow: 14, QueueDrops: 15, AckTimeouts: 16, SendErrors: 17, Disconnects: 18,
+		Error: "row failed: \"x\", y\nz",
+
+		RoomsPerClient: 4, AckEvery: 7, Warmup: 1500 * time.Millisecond, Drain: 2*time.Second + 3,
+		Seed: -9_000_000_000, SendQueue: 64, SlowConsumer: "disconnect",
+		MaxSchedLag: 10*time.Millisecond + 1, ConnectTimeout: 30*time.Second + 250*time.Millisecond,
+		CapsReliable: true, CapsReliableControl: true, CapsOrdered: true, CapsEncrypted: true, CapsDatagram: true,
+		MaxFrameBytes: 65536, Server: "[::1]:8443",
+		ReplyDrops: 19, OversizeDrops: 20, ProtocolErrors: 21, AcceptErrors: 22,
+		ServerClosedClean: 23, ServerClosedError: 24, ServerClosedSlow: 25,
+		Version: "v1.2.3, \"rc\"", Revision: "0123456789abcdef0123456789abcdef01234567+dirty", GoVersion: "go1.26.0 X:nodwarf5",
+		GOMAXPROCS: 12, Kernel: "Linux 6.1.0-x86_64 #1 SMP PREEMPT_DYNAMIC\nsecond line", Platform: "linux/amd64",
+	}
+}
+
+// onlyV1 returns r with only schema v1's fields: what a file with just the v1
+// columns reads as. A field added to Result later is left zero here.
+func onlyV1(r Result) Result {
+	return Result{
+		Schema: r.Schema, RunID: r.RunID, StartedAt: r.StartedAt, Transport: r.Transport,
+		Clients: r.Clients, Rooms: r.Rooms, Publishers: r.Publishers, RateEPS: r.RateEPS,
+		PayloadBytes: r.PayloadBytes, Duration: r.Duration, Repeat: r.Repeat,
+		Sent: r.Sent, Expected: r.Expected, Delivered: r.Delivered, Missed: r.Missed,
+		Duplicates: r.Duplicates, Reordered: r.Reordered, LossRatio: r.LossRatio,
+		ThroughputEPS: r.ThroughputEPS, GoodputBps: r.GoodputBps,
+		LatP50: r.LatP50, LatP90: r.LatP90, LatP99: r.LatP99, LatP999: r.LatP999, LatMax: r.LatMax,
+		LatMean: r.LatMean, LatRawP99: r.LatRawP99, ConnectP50: r.ConnectP50, ConnectP99: r.ConnectP99,
+		AckRTTP50: r.AckRTTP50, AckRTTP99: r.AckRTTP99, SchedLagP99: r.SchedLagP99, Saturated: r.Saturated,
+	}
+}
+
+// sampleRowsV1 are the rows testdata/results.v1.csv holds: schema v1 with the
+// columns appended during v1, as an evbench of schema v1 wrote them.
+func sampleRowsV1() []Result {
 	start := time.Date(2025, 1, 2, 3, 4, 5, 123456789, time.UTC)
 	return []Result{
 		{
@@ -78,7 +172,7 @@ func writeCSV(t *testing.T, rows []Result) []byte {
 }
 
 func TestColumnsFollowDesign(t *testing.T) {
-	want := append(strings.Split(designV1, ", "), appendedColumns...)
+	want := append(append(strings.Split(designV1, ", "), appendedColumns...), v2Columns...)
 	if got := Columns(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Columns() =\n%q\nwant\n%q", got, want)
 	}
@@ -223,8 +317,8 @@ func TestCSVWriterSchemaAndZone(t *testing.T) {
 	in := Result{Schema: 0, StartedAt: time.Date(2025, 6, 1, 12, 0, 0, 5, zone), Transport: "ws"}
 	out := writeCSV(t, []Result{in})
 	rec := readRecords(t, out)[1]
-	if rec[0] != "1" {
-		t.Errorf("schema = %q, want 1", rec[0])
+	if rec[0] != "2" {
+		t.Errorf("schema = %q, want 2", rec[0])
 	}
 	if rec[2] != "2025-06-01T11:00:00.000000005Z" {
 		t.Errorf("started_at = %q, want 2025-06-01T11:00:00.000000005Z", rec[2])
@@ -275,7 +369,7 @@ func TestCSVQuoting(t *testing.T) {
 	}
 	var rows []Result
 	for _, s := range texts {
-		rows = append(rows, Result{Schema: 1, Transport: "tcp", Error: s, StartedAt: time.Unix(0, 0).UTC()})
+		rows = append(rows, Result{Schema: SchemaVersion, Transport: "tcp", Error: s, StartedAt: time.Unix(0, 0).UTC()})
 	}
 	data := writeCSV(t, rows)
 	if !bytes.Contains(data, []byte(`"say ""hi"""`)) {
@@ -307,10 +401,14 @@ func TestCSVQuoting(t *testing.T) {
 func TestCSVNoDecimalComma(t *testing.T) {
 	t.Setenv("LC_ALL", "de_DE.UTF-8")
 	t.Setenv("LANG", "de_DE.UTF-8")
-	recs := readRecords(t, writeCSV(t, sampleRows()))
+	recs := readRecords(t, writeCSV(t, append(sampleRows(), fullRow())))
 	number := regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
 	fixed3 := regexp.MustCompile(`^-?[0-9]+\.[0-9]{3}$`)
-	text := map[string]bool{"run_id": true, "transport": true, "error": true}
+	text := map[string]bool{"run_id": true, "transport": true, "error": true,
+		"slow_consumer": true, "server": true, "evbench_version": true, "vcs_revision": true,
+		"go_version": true, "kernel": true, "platform": true}
+	boolean := map[string]bool{"saturated": true, "reliable": true, "reliable_control": true,
+		"ordered": true, "encrypted": true, "datagram": true}
 	for _, rec := range recs[1:] {
 		for i, name := range recs[0] {
 			v := rec[i]
@@ -320,7 +418,7 @@ func TestCSVNoDecimalComma(t *testing.T) {
 				if _, err := time.Parse(time.RFC3339Nano, v); err != nil || !strings.HasSuffix(v, "Z") {
 					t.Errorf("%s = %q: not RFC 3339 UTC", name, v)
 				}
-			case name == "saturated":
+			case boolean[name]:
 				if v != "true" && v != "false" {
 					t.Errorf("%s = %q, want true or false", name, v)
 				}
@@ -399,8 +497,7 @@ func TestCSVReadReorderedAndExtra(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range rows {
-		rows[i].NotSent, rows[i].LatOverflow, rows[i].QueueDrops, rows[i].AckTimeouts, rows[i].Error = 0, 0, 0, 0, ""
-		rows[i].SendErrors, rows[i].Disconnects = 0, 0
+		rows[i] = onlyV1(rows[i])
 	}
 	if !reflect.DeepEqual(got, rows) {
 		t.Fatalf("reordered read differs:\ngot  %+v\nwant %+v", got, rows)
@@ -469,6 +566,10 @@ func TestCSVReadErrors(t *testing.T) {
 		{name: "bad time", input: header + setField(row1, "started_at", "2025-01-02 03:04:05"), line: 2, column: "started_at"},
 		{name: "bad seconds", input: header + setField(row1, "duration_s", "30s"), line: 2, column: "duration_s"},
 		{name: "bad appended", input: header + setField(row1, "queue_drops", "many"), line: 2, column: "queue_drops"},
+		{name: "bad v2 bool", input: header + setField(row1, "reliable", "yes"), line: 2, column: "reliable"},
+		{name: "bad v2 seconds", input: header + setField(row1, "warmup_s", "1s"), line: 2, column: "warmup_s"},
+		{name: "bad v2 micros", input: header + setField(row1, "max_sched_lag_us", "10,5"), line: 2, column: "max_sched_lag_us"},
+		{name: "bad v2 int", input: header + setField(row1, "seed", "0x1"), line: 2, column: "seed"},
 		{name: "schema 0", input: header + setField(row1, "schema", "0"), line: 2, column: "schema"},
 		{name: "missing v1 column", input: dropColumn("lat_p90_us"), line: 1, column: "lat_p90_us"},
 		{name: "duplicate column", input: strings.Replace(header, "rooms", "clients", 1) + row1, line: 1, column: "clients"},
@@ -551,5 +652,122 @@ func TestCSVGolden(t *testing.T) {
 	}
 	if !reflect.DeepEqual(rows, sampleRows()) {
 		t.Errorf("%s reads back as\n%+v\nwant\n%+v", golden, rows, sampleRows())
+	}
+}
+
+// TestCSVRoundTripV2Full writes a row with every field set, none zero, and
+// reads back the same row: every field has a column that keeps its value.
+func TestCSVRoundTripV2Full(t *testing.T) {
+	in := fullRow()
+	v := reflect.ValueOf(in)
+	for i := 0; i < v.NumField(); i++ {
+		if v.Field(i).IsZero() {
+			t.Fatalf("fullRow leaves %s zero: set it, so the round trip covers it", v.Type().Field(i).Name)
+		}
+	}
+	data := writeCSV(t, []Result{in})
+	recs := readRecords(t, data)
+	if len(recs) != 2 || len(recs[0]) != v.NumField() {
+		t.Fatalf("%d records of %d fields, want 2 of %d (one column per field)", len(recs), len(recs[0]), v.NumField())
+	}
+	got, err := ReadCSV(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || !reflect.DeepEqual(got[0], in) {
+		t.Fatalf("round trip differs:\ngot  %+v\nwant %+v", got, in)
+	}
+}
+
+// TestCSVReadV1File reads a file that an evbench of schema v1 wrote: schema
+// 1, the v1 columns and those appended during v1, none of v2's. Its rows
+// still read, report schema 1, and have every v2 field zero.
+func TestCSVReadV1File(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "results.v1.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantHeader := append(strings.Split(designV1, ", "), appendedColumns...)
+	if header := readRecords(t, data)[0]; !reflect.DeepEqual(header, wantHeader) {
+		t.Fatalf("testdata/results.v1.csv is not a v1 file: header %q", header)
+	}
+	got, err := ReadCSV(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sampleRowsV1()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("v1 file reads as\n%+v\nwant\n%+v", got, want)
+	}
+	for i, r := range got {
+		if r.Schema != 1 {
+			t.Errorf("row %d: schema %d, want 1, as the file says", i, r.Schema)
+		}
+		if r.RoomsPerClient != 0 || r.Seed != 0 || r.Server != "" || r.CapsReliable || r.Platform != "" {
+			t.Errorf("row %d: v2 fields not zero: %+v", i, r)
+		}
+	}
+}
+
+// TestCSVReadShuffledColumns reads a v2 file whose columns, all present, are
+// in another order: the reader maps them by name.
+func TestCSVReadShuffledColumns(t *testing.T) {
+	rows := append(sampleRows(), fullRow())
+	recs := readRecords(t, writeCSV(t, rows))
+	perm := rand.New(rand.NewPCG(1, 2)).Perm(len(recs[0]))
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	for _, rec := range recs {
+		out := make([]string, len(perm))
+		for j, p := range perm {
+			out[j] = rec[p]
+		}
+		if err := w.Write(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Flush()
+	if bytes.HasPrefix(buf.Bytes(), []byte("schema,")) {
+		t.Fatal("the shuffle left schema first; pick another seed")
+	}
+	got, err := ReadCSV(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, rows) {
+		t.Fatalf("shuffled read differs:\ngot  %+v\nwant %+v", got, rows)
+	}
+}
+
+// TestCSVReadV2MissingColumns reads a v2 file that lacks some of v2's
+// columns: appended columns are optional whatever the schema, so the file
+// reads, the missing fields are zero and the rest, schema 2 included, are
+// intact.
+func TestCSVReadV2MissingColumns(t *testing.T) {
+	in := fullRow()
+	recs := readRecords(t, writeCSV(t, []Result{in}))
+	drop := map[string]bool{"seed": true, "reliable": true, "max_sched_lag_us": true, "server_closed_slow": true, "platform": true}
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	for _, rec := range recs {
+		var out []string
+		for i, name := range recs[0] {
+			if !drop[name] {
+				out = append(out, rec[i])
+			}
+		}
+		if err := w.Write(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Flush()
+	got, err := ReadCSV(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := in
+	want.Seed, want.CapsReliable, want.MaxSchedLag, want.ServerClosedSlow, want.Platform = 0, false, 0, 0, ""
+	if len(got) != 1 || !reflect.DeepEqual(got[0], want) {
+		t.Fatalf("read\n%+v\nwant\n%+v", got, want)
 	}
 }

@@ -18,18 +18,36 @@
 //
 // Columns appear in the order listed below. Later schema versions only append
 // columns, and readers map columns by header name, so a reader tolerates
-// unknown extra columns and a file that lacks columns appended after v1 (they
-// read as zero). A column name ends in its unit: _us microseconds, _s seconds,
-// _eps events (or deliveries) per second, _Bps bytes per second, _bytes
-// bytes. Every _us value is a decimal with exactly three fraction digits, so
-// it carries nanosecond precision.
+// unknown extra columns, columns in another order, and a file that lacks
+// columns appended after v1 (they read as 0, false or empty, whatever the
+// row's schema says); every v1 column is required. A column name ends in its
+// unit: _us microseconds, _s seconds, _eps events (or deliveries) per second,
+// _Bps bytes per second, _bytes bytes. Every _us value is a decimal with
+// exactly three fraction digits, so it carries nanosecond precision. A
+// boolean is true or false; a _s value is a decimal with trailing fraction
+// zeros left out (30, 1.5).
+//
+// # Schema versions
+//
+// Schema v1 is the columns from schema to saturated, plus the columns
+// appended while the version was 1 (not_sent to error), which a v1 file may
+// lack. Schema v2 appends the columns from rooms_per_client to platform, so
+// that every row describes its whole scenario: the scenario as run, the
+// transport's capabilities, where the server ran and what it counted, and
+// the build and machine that produced the row. Nothing of v1 changed: no
+// column was renamed, moved or given another unit. A v1 file still reads;
+// its rows report schema 1 and their v2 columns read as 0, false or empty,
+// which means not recorded, not measured as zero. This package writes every
+// column with schema 2, so a v1 row written again claims v2: keep the
+// original file.
 //
 // # CSV columns
 //
 // Schema v1, in this order:
 //
 //   - schema (integer): the version of the column set the row was written
-//     with; 1 for the columns in this list.
+//     with: 2 for every column below, 1 for a file of v1 (see Schema
+//     versions). A reader reports each row's own value.
 //   - run_id (text): identifies the run that produced the row; every row of
 //     one evbench invocation has the same run_id.
 //   - started_at (RFC 3339 timestamp, UTC, nanoseconds): when this row's
@@ -109,6 +127,84 @@
 //   - error (text): why the row's measurement failed; empty when it did not.
 //     May hold commas, quotes and line breaks, quoted as RFC 4180 says.
 //
+// Added in schema v2 (absent from v1 files; a reader treats them as 0, false
+// or empty when absent). First the scenario, as run (defaults filled in):
+//
+//   - rooms_per_client (rooms): how many of the rooms each client joins,
+//     besides the room named by its own id.
+//   - ack_every (emits): every ack_every-th emit of a publisher asks for an
+//     acknowledgement, whose round trip ack_rtt_p50_us and ack_rtt_p99_us
+//     measure; 0 means no emit asks for one (so those columns are 0 too).
+//   - warmup_s (seconds, decimal): how long the publishers ran before the
+//     measurement window; their events were delivered but not counted. 0
+//     means no warm-up.
+//   - drain_s (seconds, decimal): the bound on the wait after the window for
+//     deliveries still in flight; the run ends sooner once every expected
+//     delivery has arrived. 0 means no wait.
+//   - seed (integer): the seed of the publishers' start phases and of the
+//     payload bytes.
+//   - send_queue (frames): the server's send queue per connection.
+//   - slow_consumer (text): the server's policy for a full send queue:
+//     drop-oldest (discard the oldest queued event) or disconnect (close the
+//     connection).
+//   - max_sched_lag_us (microseconds): the bound on the publishers' p99
+//     scheduling lag (sched_lag_p99_us) above which the row is saturated.
+//   - connect_timeout_s (seconds, decimal): the bound on each client's
+//     connection set-up and joins.
+//
+// Then the transport's capabilities, as the transport states them:
+//
+//   - reliable (true or false): every event frame written is delivered unless
+//     the connection fails (tcp, tcp+tls, ws, wss, quic).
+//   - reliable_control (true or false): control frames (HELLO, JOIN, LEAVE,
+//     PING) are delivered reliably and in order even where events are not
+//     (every transport but udp).
+//   - ordered (true or false): frames arrive in the order they were written.
+//   - encrypted (true or false): frames travel under TLS 1.3 (tcp+tls, wss,
+//     quic, quic-dgram).
+//   - datagram (true or false): frames (udp) or event frames (quic-dgram)
+//     travel as datagrams the network may drop, duplicate or reorder.
+//   - max_frame_bytes (bytes): the largest frame the transport accepts; a
+//     larger one is refused, never truncated.
+//
+// Then the server: where it ran and its counters over the row's run, warm-up
+// and drain included, whether the server ran in-process or reported them
+// from elsewhere:
+//
+//   - server (text): in-process when the server ran in the process of the
+//     client fleet, otherwise the address the fleet dialled, as host:port.
+//   - reply_drops (replies): replies (ACK, PONG) the server dropped under its
+//     slow-consumer policy because a connection's reply queue was full too; a
+//     dropped ACK shows as an ack timeout.
+//   - oversize_drops (frames): frames the server's transport refused as
+//     larger than its frame limit; the connection stayed open.
+//   - protocol_errors (connections): connections the server closed because
+//     they sent a malformed or unexpected frame.
+//   - accept_errors (accepts): the server's failed accepts, other than its
+//     listener closing.
+//   - server_closed_clean (connections): connections the server saw end
+//     cleanly after their HELLO: a BYE, the end of the stream, or the server
+//     closing.
+//   - server_closed_error (connections): connections that ended with a
+//     transport error or a protocol error (the latter are in protocol_errors
+//     as well).
+//   - server_closed_slow (connections): connections the server closed under
+//     the disconnect slow-consumer policy.
+//
+// Then the environment: the build that wrote the row and the machine of the
+// client fleet:
+//
+//   - evbench_version (text): evbench's version.
+//   - vcs_revision (text): the version-control revision evbench was built
+//     from; it may end in +dirty, meaning the working tree had local
+//     changes. Empty when the build recorded none.
+//   - go_version (text): the Go toolchain evbench was built with, e.g.
+//     go1.26.0.
+//   - gomaxprocs (integer): the GOMAXPROCS the fleet ran with.
+//   - kernel (text): the operating system's name and kernel release, e.g.
+//     Linux 6.1.0-x86_64.
+//   - platform (text): GOOS/GOARCH, e.g. linux/amd64.
+//
 // # Invariants
 //
 // Every row holds these, and [Check] (or `evbench check FILE`) checks them:
@@ -122,5 +218,6 @@
 package results
 
 // SchemaVersion is the version of the CSV column set this package writes.
-// Versions only append columns; see the package documentation.
-const SchemaVersion = 1
+// Versions only append columns; see the package documentation. Version 2
+// added the scenario, capability, server and environment columns.
+const SchemaVersion = 2

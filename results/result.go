@@ -10,9 +10,13 @@ import (
 // wrap. Durations are time.Duration (nanoseconds); the CSV writes them in
 // microseconds.
 type Result struct {
-	// Schema is the schema version the row was read with (column schema).
-	// Writers always write SchemaVersion, because they write this package's
-	// columns.
+	// Schema is the schema version of the column set the row was written
+	// with (column schema). A reader reports each row's own value, so a row
+	// read from a v1 file says 1 and its v2 fields are zero: not recorded,
+	// rather than measured as zero. Writers always write SchemaVersion,
+	// because they write every column of this package; a v1 row written
+	// again becomes a v2 row whose v2 columns are zero, so keep the original
+	// file.
 	Schema int
 	// RunID identifies the run; rows of one invocation share it (run_id).
 	RunID string
@@ -120,4 +124,100 @@ type Result struct {
 	// (error). It may hold any text; the CSV quotes it. A CSV reader turns a
 	// CRLF inside it into LF.
 	Error string
+
+	// Columns added in schema v2: every row describes its whole scenario,
+	// the transport's capabilities, the server, and the environment it ran
+	// in. A row read from a v1 file has them all zero.
+
+	// RoomsPerClient is how many of the rooms each client joins, besides
+	// the room named by its own id (rooms_per_client).
+	RoomsPerClient int
+	// AckEvery is how often a publisher asks for an ACK: every AckEvery-th
+	// emit does; 0 means no emit asks for one (ack_every).
+	AckEvery int
+	// Warmup is how long the publishers ran before the measurement window;
+	// 0 means no warm-up (warmup_s, seconds, like duration_s).
+	Warmup time.Duration
+	// Drain is the bound on the wait after the window for deliveries still
+	// in flight; the run ends sooner when all have arrived; 0 means no wait
+	// (drain_s, seconds).
+	Drain time.Duration
+	// Seed seeded the publishers' start phases and the payload bytes
+	// (seed).
+	Seed int64
+	// SendQueue is the server's send queue per connection, in frames
+	// (send_queue).
+	SendQueue int
+	// SlowConsumer is the server's policy for a full send queue,
+	// "drop-oldest" or "disconnect" (slow_consumer).
+	SlowConsumer string
+	// MaxSchedLag is the bound on the publishers' p99 scheduling lag above
+	// which the row is saturated (max_sched_lag_us, microseconds).
+	MaxSchedLag time.Duration
+	// ConnectTimeout bounds each client's connection set-up and joins
+	// (connect_timeout_s, seconds).
+	ConnectTimeout time.Duration
+
+	// CapsReliable is the transport's promise that every event frame
+	// written is delivered unless the connection fails (reliable).
+	CapsReliable bool
+	// CapsReliableControl is the transport's promise that control frames
+	// (HELLO, JOIN, LEAVE, PING) are delivered reliably and in order, even
+	// where events are not (reliable_control).
+	CapsReliableControl bool
+	// CapsOrdered is the transport's promise that frames arrive in the
+	// order they were written (ordered).
+	CapsOrdered bool
+	// CapsEncrypted is true when frames travel under TLS 1.3 (encrypted).
+	CapsEncrypted bool
+	// CapsDatagram is true when frames, or event frames, travel as
+	// datagrams the network may drop, duplicate or reorder (datagram).
+	CapsDatagram bool
+	// MaxFrameBytes is the largest frame the transport accepts, in bytes
+	// (max_frame_bytes).
+	MaxFrameBytes int
+
+	// Server is where the server ran: "in-process", or the address the
+	// fleet dialled, as host:port (server).
+	Server string
+	// ReplyDrops counts replies (ACK, PONG) the server dropped under its
+	// slow-consumer policy because a connection's reply queue was full
+	// (reply_drops).
+	ReplyDrops int64
+	// OversizeDrops counts frames the server's transport refused as over
+	// its frame limit; the connection stayed open (oversize_drops).
+	OversizeDrops int64
+	// ProtocolErrors counts connections the server closed because they
+	// sent a malformed or unexpected frame (protocol_errors).
+	ProtocolErrors int64
+	// AcceptErrors counts the server's failed accepts, other than its
+	// listener closing (accept_errors).
+	AcceptErrors int64
+	// ServerClosedClean counts connections that the server saw end
+	// cleanly: a BYE, the end of the stream, or the server closing
+	// (server_closed_clean).
+	ServerClosedClean int64
+	// ServerClosedError counts connections that ended with a transport
+	// error or a protocol error (server_closed_error).
+	ServerClosedError int64
+	// ServerClosedSlow counts connections the server closed under the
+	// disconnect slow-consumer policy (server_closed_slow).
+	ServerClosedSlow int64
+
+	// Version is the version of the evbench that wrote the row
+	// (evbench_version).
+	Version string
+	// Revision is the VCS revision evbench was built from; it may end in
+	// "+dirty" (vcs_revision).
+	Revision string
+	// GoVersion is the Go toolchain evbench was built with, e.g. "go1.26.0"
+	// (go_version).
+	GoVersion string
+	// GOMAXPROCS is the GOMAXPROCS the fleet ran with (gomaxprocs).
+	GOMAXPROCS int
+	// Kernel is the operating system's name and kernel release, e.g.
+	// "Linux 6.1.0-x86_64" (kernel).
+	Kernel string
+	// Platform is GOOS/GOARCH, e.g. "linux/amd64" (platform).
+	Platform string
 }

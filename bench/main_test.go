@@ -2,6 +2,7 @@ package bench_test
 
 import (
 	"context"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,9 @@ import (
 // Runner's hub, listener, clients and publishers must all be gone when Run
 // returns.
 func TestMain(m *testing.M) {
+	if names := os.Getenv(serveEnv); names != "" {
+		os.Exit(serveInChild(names)) // a server for TestServerInAnotherProcess
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -20,13 +20,48 @@ import (
 // too, with its Error set.
 var ErrMeasurement = errors.New("measurement failed")
 
-// ListenAddr is where the Runner's server listens: loopback only.
+// ListenAddr is where an in-process run's server listens: loopback only.
 const ListenAddr = "127.0.0.1:0"
 
-// Run measures sc over tr in this process: it starts a Hub on loopback,
-// connects sc.Clients clients (recording connect times), waits until every
-// join is acknowledged, runs the open-loop publishers through warm-up and the
-// measurement window, drains, and returns one results.Result (Repeat 0).
+// InProcess is the Result.Server of a run whose server ran in its own
+// process.
+const InProcess = "in-process"
+
+// Options say where and how a run is carried out, beside what it measures
+// (the Scenario). The zero value runs the server in this process.
+type Options struct {
+	// Server is the address of a running server (`evbench serve`) for the
+	// fleet to dial, such as "10.0.0.2:7000"; "" starts a Hub in this
+	// process on ListenAddr, configured by the Scenario's SendQueue and
+	// SlowConsumer. A remote server's own settings apply instead, and the
+	// row records them. The fleet reads a remote server's counters with a
+	// STATS request over the protocol, from a control connection of its
+	// own, at the start and after the drain, and reports the difference: it
+	// is exact when one fleet at a time uses the server.
+	Server string
+	// Final, when not nil, is called once with the row and the error Run is
+	// about to return as soon as the row is final, before the run closes
+	// its connections and waits for its goroutines. On a saturated machine
+	// that teardown can take seconds; a caller that exits after an
+	// interrupt can write the row from Final and not wait for it.
+	Final func(results.Result, error)
+}
+
+// StatsTimeout bounds each STATS request to a remote server.
+const StatsTimeout = 5 * time.Second
+
+// Run measures sc over tr with the server in this process: it is
+// RunWith(ctx, tr, sc, Options{}).
+func Run(ctx context.Context, tr transports.Transport, sc Scenario) (results.Result, error) {
+	return RunWith(ctx, tr, sc, Options{})
+}
+
+// RunWith measures sc over tr against the server opts names: it starts a
+// Hub in this process unless opts.Server is set, connects sc.Clients
+// clients (recording connect times), waits until every join is
+// acknowledged, runs the open-loop publishers through warm-up and the
+// measurement window, drains, reads the server's counters and returns one
+// results.Result (Repeat 0) that describes its whole scenario.
 //
 // When ctx is cancelled (the first Ctrl-C) the window ends at once: the
 // publishers stop before their next slot, and the deliveries in flight are
@@ -37,46 +72,44 @@ const ListenAddr = "127.0.0.1:0"
 // part measured. An error is returned, with the row's Error set too, when the
 // run could not be set up, or wrapping ErrMeasurement when what it measured
 // is not the scenario asked for.
-func Run(ctx context.Context, tr transports.Transport, sc Scenario) (results.Result, error) {
-	return RunFinal(ctx, tr, sc, nil)
-}
-
-// RunFinal is Run, calling final (when not nil) once with the row and the
-// error Run is about to return as soon as the row is final, before the run
-// closes its connections and waits for its goroutines. On a saturated
-// machine that teardown can take seconds; a caller that exits after an
-// interrupt can write the row from final and not wait for it.
-func RunFinal(ctx context.Context, tr transports.Transport, sc Scenario, final func(results.Result, error)) (results.Result, error) {
+func RunWith(ctx context.Context, tr transports.Transport, sc Scenario, opts Options) (results.Result, error) {
 	sc = sc.WithDefaults()
-	res := results.Result{
-		Schema: results.SchemaVersion, StartedAt: time.Now().UTC(), Transport: tr.Name(),
-		Clients: sc.Clients, Rooms: sc.Rooms, Publishers: sc.PublisherCount(), RateEPS: sc.RateEPS,
-		PayloadBytes: sc.PayloadBytes, Duration: sc.Duration,
-	}
+	caps := tr.Caps()
+	res := describe(sc, tr.Name(), caps, opts.Server)
 	done := func(err error) (results.Result, error) {
 		if err != nil && res.Error == "" {
 			res.Error = err.Error()
 		}
-		if final != nil {
-			final(res, err)
+		if opts.Final != nil {
+			opts.Final(res, err)
 		}
 		return res, err
 	}
-	caps := tr.Caps()
 	if err := sc.Validate(tr.Name(), &caps); err != nil {
 		return done(err)
 	}
-	if err := CheckCapacity(sc.Clients, caps, tr.Name()); err != nil {
+	checkCaps, clients := caps, sc.Clients
+	if opts.Server != "" {
+		// The server's descriptors are another process's; the fleet holds
+		// one control connection besides its clients.
+		checkCaps.ServerFDs, clients = 0, clients+1
+	}
+	if err := CheckCapacity(clients, checkCaps, tr.Name()); err != nil {
 		return done(err)
 	}
 	r := newRun(sc, tr)
 	defer context.AfterFunc(ctx, r.interrupt)()
-	hub, addr, stop, err := r.startServer(ctx)
+	srv, err := r.startServer(ctx, opts.Server)
 	if err != nil {
 		return done(err)
 	}
-	defer stop()
-	if err := r.connect(ctx, addr); err != nil {
+	defer r.teardown(srv)
+	base, err := srv.stats(ctx)
+	if err != nil {
+		return done(err)
+	}
+	res.SendQueue, res.SlowConsumer = base.SendQueue, base.SlowConsumer
+	if err := r.connect(ctx, srv.addr); err != nil {
 		return done(err)
 	}
 
@@ -98,7 +131,18 @@ func RunFinal(ctx context.Context, tr transports.Transport, sc Scenario, final f
 	for _, fc := range r.clients {
 		r.ackTimeouts += int64(fc.c.PendingAcks())
 	}
-	sn, st := r.rec.Snapshot(), hub.Stats()
+	// An interrupted run still asks, briefly: the counters explain its row.
+	statsCtx := context.WithoutCancel(ctx)
+	if interrupted {
+		var cancel context.CancelFunc
+		statsCtx, cancel = context.WithTimeout(statsCtx, InterruptGrace)
+		defer cancel()
+	}
+	end, err := srv.stats(statsCtx)
+	if err != nil && !interrupted {
+		return done(fmt.Errorf("%w: %v", ErrMeasurement, err))
+	}
+	sn, st := r.rec.Snapshot(), end.Sub(base.HubStats)
 	r.fill(&res, sn, st)
 	if res.Error = r.verdict(&res, sn, st, interrupted); res.Error != "" && !interrupted {
 		return done(fmt.Errorf("%w: %s", ErrMeasurement, res.Error))
@@ -121,28 +165,62 @@ func newRun(sc Scenario, tr transports.Transport) *run {
 	return r
 }
 
-// startServer serves a Hub on loopback. stop closes the clients, the
-// listener and the Hub, in that order.
-func (r *run) startServer(ctx context.Context) (hub *transports.Hub, addr string, stop func(), err error) {
-	ln, err := r.tr.Listen(ctx, ListenAddr)
-	if err != nil {
-		return nil, "", nil, fmt.Errorf("listen: %w", err)
+// target is the server a run's fleet dials: a Server in this process, or a
+// remote one read through a control connection.
+type target struct {
+	addr    string
+	local   *Server            // nil for a remote server
+	control *transports.Client // remote only: asks for the server's counters
+}
+
+// stats returns the server's settings and counters: a local Server's read
+// directly, a remote one's by a STATS request bounded by StatsTimeout.
+func (t *target) stats(ctx context.Context) (transports.ServerStats, error) {
+	if t.local != nil {
+		return t.local.Stats(), nil
 	}
-	hub = transports.NewHub(transports.HubConfig{
+	ctx, cancel := context.WithTimeout(ctx, StatsTimeout)
+	defer cancel()
+	st, err := t.control.ServerStats(ctx)
+	if err != nil {
+		return st, fmt.Errorf("reading the counters of the server at %s: %w", t.addr, err)
+	}
+	return st, nil
+}
+
+// startServer starts a Server on loopback when remote is "", and otherwise
+// dials a control connection to the server at remote.
+func (r *run) startServer(ctx context.Context, remote string) (*target, error) {
+	if remote != "" {
+		cctx, cancel := context.WithTimeout(ctx, r.sc.ConnectTimeout)
+		defer cancel()
+		c, err := transports.Dial(cctx, r.tr, remote, transports.ClientConfig{Clock: r.clk.Now})
+		if err != nil {
+			return nil, fmt.Errorf("connecting to the server at %s: %w", remote, err)
+		}
+		return &target{addr: remote, control: c}, nil
+	}
+	srv, err := StartServer(ctx, r.tr, ListenAddr, transports.HubConfig{
 		SendQueue: r.sc.SendQueue, SlowConsumer: r.sc.SlowConsumer, OnAcceptError: r.failures.AcceptError,
 	})
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		hub.Serve(context.Background(), ln)
-	}()
-	return hub, ln.Addr().String(), func() {
-		r.closeClients()
-		ln.Close()
-		<-served
-		r.publishers.Wait() // the closed connections ended any blocked write
-		hub.Close()
-	}, nil
+	if err != nil {
+		return nil, err
+	}
+	return &target{addr: srv.Addr().String(), local: srv}, nil
+}
+
+// teardown closes the clients, waits for the publishers (the closed
+// connections ended any blocked write), then closes the control connection
+// or the in-process server.
+func (r *run) teardown(t *target) {
+	r.closeClients()
+	r.publishers.Wait()
+	if t.control != nil {
+		t.control.Close()
+	}
+	if t.local != nil {
+		t.local.Close()
+	}
 }
 
 // publishAll runs every publisher through warm-up and the window and
@@ -240,6 +318,8 @@ func (r *run) verdict(res *results.Result, sn Snapshot, st transports.HubStats, 
 		return fmt.Sprintf("no delivery was expected in the measurement window: the publishers fell behind and sent none of its slots (%d not sent; lower --rate)", res.NotSent)
 	case res.Expected == 0:
 		return "no delivery was expected in the measurement window: no event was sent to a room with another member (raise --rate or --duration)"
+	case st.AcceptErrors > 0 && res.Server != InProcess:
+		return fmt.Sprintf("the server at %s failed %d accepts during the run (out of file descriptors?)", res.Server, st.AcceptErrors)
 	case st.AcceptErrors > 0:
 		return r.failures.Error(r.sc.Clients)
 	case sn.MergeDropped > 0:
@@ -467,7 +547,8 @@ func (r *run) closeClients() {
 	wg.Wait()
 }
 
-// fill writes the measurements into res.
+// fill writes the measurements into res: the Recorder's snapshot sn and
+// the server's counters st over the run.
 func (r *run) fill(res *results.Result, sn Snapshot, st transports.HubStats) {
 	res.Sent, res.NotSent, res.SendErrors = sn.Sent, sn.NotSent, sn.SendErrors
 	res.Expected, res.Delivered = sn.Expected, sn.Delivered
@@ -499,5 +580,8 @@ func (r *run) fill(res *results.Result, sn Snapshot, st transports.HubStats) {
 	res.Saturated = sn.NotSent > 0 || res.SchedLagP99 > r.sc.MaxSchedLag
 	res.LatOverflow = sn.LatOverflow
 	res.QueueDrops = int64(st.QueueDrops + st.OversizeDrops)
+	res.ReplyDrops, res.OversizeDrops = int64(st.ReplyDrops), int64(st.OversizeDrops)
+	res.ProtocolErrors, res.AcceptErrors = int64(st.ProtocolErrors), int64(st.AcceptErrors)
+	res.ServerClosedClean, res.ServerClosedError, res.ServerClosedSlow = int64(st.ClosedClean), int64(st.ClosedError), int64(st.ClosedSlow)
 	res.AckTimeouts = r.ackTimeouts
 }

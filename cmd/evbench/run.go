@@ -3,12 +3,16 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,8 +28,20 @@ type runOptions struct {
 	transports   []string
 	scenario     bench.Scenario
 	slowConsumer string
+	servers      []string // --server: one ADDR, or transport=ADDR pairs
+	caFile       string   // --ca
+	insecure     bool     // --insecure
 	out          string
 	quiet        bool
+
+	fs *pflag.FlagSet // to ask which flags were given
+}
+
+// aimed is one transport to measure and the server the fleet dials for it
+// ("" for a server in this process).
+type aimed struct {
+	tr     transports.Transport
+	server string
 }
 
 // stdoutPath is the -o value that writes the CSV to stdout.
@@ -36,6 +52,7 @@ const stdoutPath = "-"
 // and the behaviour cannot drift apart.
 func runFlags(o *runOptions) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("evbench run", pflag.ContinueOnError)
+	o.fs = fs
 	o.scenario = bench.Scenario{}.WithDefaults()
 	sc := &o.scenario
 	fs.StringSliceVar(&o.transports, "transports", transports.Names(),
@@ -65,16 +82,23 @@ func runFlags(o *runOptions) *pflag.FlagSet {
 		"what the server does when a send queue is full: drop-oldest or disconnect (drops are counted)")
 	fs.DurationVar(&sc.ConnectTimeout, "connect-timeout", sc.ConnectTimeout,
 		"longest time for all clients to connect and join their rooms")
+	fs.StringSliceVar(&o.servers, "server", nil,
+		"run the fleet against a running `evbench serve` instead of a server in this process: HOST:PORT for the one transport of --transports, or a comma-separated list of transport=HOST:PORT (the transports to measure, unless --transports names some of them); --send-queue and --slow-consumer are then the server's own")
+	fs.StringVar(&o.caFile, "ca", "",
+		"PEM file of the certificates that sign a remote server's (tcp+tls, wss, quic, quic-dgram), such as the one `evbench serve --cert-out` writes (default with --server: the system's roots)")
+	fs.BoolVar(&o.insecure, "insecure", false,
+		"with --server, do not verify the server's TLS certificate (encryption stays on)")
 	fs.StringVarP(&o.out, "out", "o", "",
-		"write the results as CSV (schema v1) to this file, atomically, after each transport; - for stdout (default: no file)")
+		fmt.Sprintf("write the results as CSV (schema v%d) to this file, atomically, after each transport; - for stdout (default: no file)", results.SchemaVersion))
 	fs.BoolVarP(&o.quiet, "quiet", "q", false,
 		"print no table and no progress (errors still go to stderr); needs -o")
 	fs.SortFlags = false
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: evbench run [flags]
 
-Runs a server and a fleet of clients in this process on loopback, one
-transport after another, and reports per transport the fan-out latency
+Runs a server and a fleet of clients in this process on loopback (or, with
+--server, the fleet against a running evbench serve), one transport after
+another, and reports per transport the fan-out latency
 (receive time minus intended send time, so coordinated omission is
 corrected), throughput and missed events. The table goes to stdout (to
 stderr with -o -), progress and errors to stderr.
@@ -133,7 +157,7 @@ func flagError(err error) error {
 // mean "none" become the library's named values first, and every other
 // zero stays a zero, which Validate refuses (--rate 0 is an error, not the
 // default rate).
-func (o *runOptions) validate() ([]transports.Transport, error) {
+func (o *runOptions) validate() ([]aimed, error) {
 	sc := &o.scenario
 	if sc.AckEvery == 0 {
 		sc.AckEvery = bench.NeverAck
@@ -158,11 +182,19 @@ func (o *runOptions) validate() ([]transports.Transport, error) {
 	if len(o.transports) == 0 {
 		return nil, errors.New("--transports names no transport")
 	}
-	var trs []transports.Transport
+	servers, err := o.serverAddrs()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := o.transportConfig()
+	if err != nil {
+		return nil, err
+	}
+	var trs []aimed
 	seen := map[string]bool{}
 	for _, name := range o.transports {
 		name = strings.TrimSpace(name)
-		tr, err := transports.Lookup(name)
+		tr, err := transports.New(name, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("--transports: %w", err)
 		}
@@ -174,15 +206,122 @@ func (o *runOptions) validate() ([]transports.Transport, error) {
 		if err := sc.Validate(name, &caps); err != nil {
 			return nil, flagError(err)
 		}
-		if err := bench.CheckCapacity(sc.Clients, caps, name); err != nil {
+		server := servers[name]
+		clients := sc.Clients
+		if server != "" {
+			// The fleet alone: no server descriptors, one control connection.
+			caps.ServerFDs, clients = 0, clients+1
+		}
+		if err := bench.CheckCapacity(clients, caps, name); err != nil {
 			return nil, fmt.Errorf("--clients %d: %w", sc.Clients, err)
 		}
-		trs = append(trs, tr)
+		trs = append(trs, aimed{tr: tr, server: server})
 	}
 	if o.quiet && o.out == "" {
 		return nil, errors.New("-q prints no table, so without -o nothing would be kept: add -o FILE (or -o - for CSV on stdout)")
 	}
 	return trs, nil
+}
+
+// serverAddrs parses --server into the address of each transport's
+// server, and settles --transports from it: one HOST:PORT needs exactly one
+// transport, a transport=HOST:PORT list names the transports to measure
+// when --transports was not given. It returns an empty map without
+// --server.
+func (o *runOptions) serverAddrs() (map[string]string, error) {
+	addrs := map[string]string{}
+	if len(o.servers) == 0 {
+		if o.caFile != "" || o.insecure {
+			return nil, errors.New("--ca and --insecure are for a remote server: add --server")
+		}
+		return addrs, nil
+	}
+	for _, f := range []string{"send-queue", "slow-consumer"} {
+		if o.fs.Changed(f) {
+			return nil, fmt.Errorf("--%s is the server's setting: with --server, give it to evbench serve", f)
+		}
+	}
+	if len(o.servers) == 1 && !strings.Contains(o.servers[0], "=") {
+		addr := strings.TrimSpace(o.servers[0])
+		if err := checkHostPort(addr); err != nil {
+			return nil, fmt.Errorf("--server %q: %w", addr, err)
+		}
+		if !o.fs.Changed("transports") || len(o.transports) != 1 {
+			return nil, fmt.Errorf("--server %s serves one transport: name it with --transports (one), or use --server transport=%s", addr, addr)
+		}
+		addrs[strings.TrimSpace(o.transports[0])] = addr
+		return addrs, nil
+	}
+	var order []string
+	for _, pair := range o.servers {
+		name, addr, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok {
+			return nil, fmt.Errorf("--server %q: want transport=HOST:PORT in a list of more than one", pair)
+		}
+		if _, err := transports.Lookup(name); err != nil {
+			return nil, fmt.Errorf("--server: %w", err)
+		}
+		if err := checkHostPort(addr); err != nil {
+			return nil, fmt.Errorf("--server %s=%q: %w", name, addr, err)
+		}
+		if _, dup := addrs[name]; dup {
+			return nil, fmt.Errorf("--server names %q twice", name)
+		}
+		addrs[name] = addr
+		order = append(order, name)
+	}
+	if !o.fs.Changed("transports") {
+		o.transports = order
+		return addrs, nil
+	}
+	for _, name := range o.transports {
+		if addrs[strings.TrimSpace(name)] == "" {
+			return nil, fmt.Errorf("--transports names %s, which --server gives no address", name)
+		}
+	}
+	return addrs, nil
+}
+
+// checkHostPort reports an address that is not HOST:PORT with a port
+// number from 1 to 65535.
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want HOST:PORT")
+	}
+	if host == "" {
+		return errors.New("want HOST:PORT with a host")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	}
+	return nil
+}
+
+// transportConfig is the transports' configuration: the default (loopback,
+// the in-memory certificate) for a server in this process; for a remote
+// one, TLS clients that verify against the system's roots, the --ca file's
+// certificates, or nothing with --insecure.
+func (o *runOptions) transportConfig() (transports.Config, error) {
+	if len(o.servers) == 0 {
+		return transports.Config{}, nil
+	}
+	if o.insecure && o.caFile != "" {
+		return transports.Config{}, errors.New("--insecure and --ca exclude each other: --insecure verifies nothing")
+	}
+	client := &tls.Config{InsecureSkipVerify: o.insecure}
+	if o.caFile != "" {
+		pem, err := os.ReadFile(o.caFile)
+		if err != nil {
+			return transports.Config{}, fmt.Errorf("--ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return transports.Config{}, fmt.Errorf("--ca %s: no PEM certificate in the file", o.caFile)
+		}
+		client.RootCAs = pool
+	}
+	return transports.Config{ClientTLS: client}, nil
 }
 
 // checkOutput reports, before anything runs, an -o path whose file could not
@@ -252,7 +391,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, exitEa
 	// capacity check; a failure leaves the limit as it was, and the check
 	// then says what to do.
 	bench.RaiseFileLimit()
-	var trs []transports.Transport
+	var trs []aimed
 	if err == nil {
 		trs, err = o.validate()
 	}
@@ -296,15 +435,20 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, exitEa
 		}
 		return exitOK
 	}
-	for _, tr := range trs {
+	for _, a := range trs {
 		if ctx.Err() != nil || writeErr != nil {
 			break
 		}
+		tr := a.tr
 		if !o.quiet {
-			fmt.Fprintf(stderr, "evbench: %-10s %d clients, %d rooms, %v events/s per publisher, %v ...\n",
-				tr.Name(), o.scenario.Clients, o.scenario.Rooms, o.scenario.RateEPS, o.scenario.Duration)
+			where := ""
+			if a.server != "" {
+				where = ", server " + a.server
+			}
+			fmt.Fprintf(stderr, "evbench: %-10s %d clients, %d rooms, %v events/s per publisher, %v%s ...\n",
+				tr.Name(), o.scenario.Clients, o.scenario.Rooms, o.scenario.RateEPS, o.scenario.Duration, where)
 		}
-		bench.RunFinal(ctx, tr, o.scenario, func(row results.Result, err error) {
+		bench.RunWith(ctx, tr, o.scenario, bench.Options{Server: a.server, Final: func(row results.Result, err error) {
 			row.RunID = runID
 			rows = append(rows, row)
 			if err != nil {
@@ -319,7 +463,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, exitEa
 			if ctx.Err() != nil && exitEarly != nil {
 				exitEarly(finish())
 			}
-		})
+		}})
 	}
 	return finish()
 }

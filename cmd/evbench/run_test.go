@@ -119,15 +119,19 @@ func TestCSVUnderDecimalCommaLocale(t *testing.T) {
 	if len(recs) != 2 {
 		t.Fatalf("%d rows, want 2", len(recs))
 	}
-	text := map[string]bool{"run_id": true, "started_at": true, "transport": true, "saturated": true, "error": true}
+	text := map[string]bool{"run_id": true, "started_at": true, "transport": true, "error": true,
+		"slow_consumer": true, "server": true, "evbench_version": true, "vcs_revision": true,
+		"go_version": true, "kernel": true, "platform": true}
+	boolean := map[string]bool{"saturated": true, "reliable": true, "reliable_control": true,
+		"ordered": true, "encrypted": true, "datagram": true}
 	number := regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
 	for _, rec := range recs {
 		for i, v := range rec {
 			col := header[i]
 			switch {
-			case col == "saturated":
+			case boolean[col]:
 				if v != "true" && v != "false" {
-					t.Errorf("%s: saturated = %q, want true or false", rec[3], v)
+					t.Errorf("%s: %s = %q, want true or false", rec[3], col, v)
 				}
 			case text[col]:
 			case strings.Contains(v, ","):

@@ -80,4 +80,3 @@ func ScenarioFromResult(res results.Result) (Scenario, error) {
 	}
 	return sc, nil
 }
-

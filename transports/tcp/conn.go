@@ -20,7 +20,7 @@ import (
 // Flush) owns bw; closed is shared.
 type conn struct {
 	name string   // "tcp" or "tcp+tls", prefixed to errors
-	nc   net.Conn // *net.TCPConn or *tls.Conn
+	nc   net.Conn // as dialled or accepted (*net.TCPConn by default), or a *tls.Conn over it
 	fr   *lenprefix.Reader
 	bw   *bufio.Writer
 

@@ -23,13 +23,26 @@
 // first sends a close_notify alert unless a write is in flight, a send that
 // crypto/tls bounds by 5 s against a peer that does not read.
 //
-// TLS: both ends use the process's shared self-signed ECDSA P-256
-// certificate from transports/internal/selfsigned, TLS 1.3 only, ALPN
-// (RFC 7301) "evbench". Dial completes the client handshake within its ctx.
-// The server handshake runs in a goroutine per accepted connection, bounded
-// by HandshakeTimeout and by the Listener's Close, and Accept only returns
-// connections whose handshake succeeded: a slow or malicious client delays
-// no one else. Connections whose handshake fails are closed and dropped.
+// Network: a transport built by NewPlain or NewTLS reaches the network
+// only through its transports.Config: the listener comes from
+// Config.ListenStream and each client connection from Config.DialStream.
+// A connection that is a *net.TCPConn (as the defaults give) gets
+// TCP_NODELAY and, when Config.ReadBufferBytes or WriteBufferBytes is
+// nonzero, SO_RCVBUF and SO_SNDBUF, on both ends; any other net.Conn (a
+// wrapper, an in-memory pipe) is used through its methods only. Plain and
+// TLS are the transports of the zero Config.
+//
+// TLS: TLS 1.3 only, ALPN (RFC 7301) "evbench", with the configurations of
+// Config.ServerTLSConfig and Config.ClientTLSConfig: by default both ends
+// use the process's in-memory self-signed ECDSA P-256 certificate from
+// transports/internal/selfsigned. The client verifies the server's
+// certificate against the host in Dial's addr unless the client TLS
+// configuration names a ServerName. Dial completes the client handshake
+// within its ctx. The server handshake runs in a goroutine per accepted
+// connection, bounded by HandshakeTimeout and by the Listener's Close, and
+// Accept only returns connections whose handshake succeeded: a slow or
+// malicious client delays no one else. Connections whose handshake fails
+// are closed and dropped.
 package tcp
 
 import (
@@ -42,7 +55,6 @@ import (
 	"time"
 
 	"github.com/evbench/evbench/transports"
-	"github.com/evbench/evbench/transports/internal/selfsigned"
 )
 
 // MaxFrameBytes is the largest frame, in bytes, that a Conn writes or
@@ -70,10 +82,12 @@ const (
 	NameTLS   = "tcp+tls"
 )
 
-// transport is a transports.Transport over TCP, with TLS when useTLS.
+// transport is a transports.Transport over TCP, with TLS when useTLS,
+// reaching the network through cfg.
 type transport struct {
 	name   string
 	useTLS bool
+	cfg    transports.Config
 }
 
 var (
@@ -81,13 +95,40 @@ var (
 	encrypted = &transport{name: NameTLS, useTLS: true}
 )
 
-// Plain returns the "tcp" transport: length-prefixed frames on plain TCP.
-// Caps: Reliable, Ordered, MaxFrame = MaxFrameBytes.
+// Plain returns the "tcp" transport of the zero transports.Config
+// (NewPlain(transports.Config{})): length-prefixed frames on plain TCP.
+// Caps: Reliable, ReliableControl, Ordered, MaxFrame = MaxFrameBytes.
 func Plain() transports.Transport { return plain }
 
-// TLS returns the "tcp+tls" transport: length-prefixed frames on TLS 1.3
-// over TCP. Caps: Reliable, Ordered, Encrypted, MaxFrame = MaxFrameBytes.
+// TLS returns the "tcp+tls" transport of the zero transports.Config
+// (NewTLS(transports.Config{})): length-prefixed frames on TLS 1.3 over
+// TCP with the process's self-signed certificate. Caps: Reliable,
+// ReliableControl, Ordered, Encrypted, MaxFrame = MaxFrameBytes.
 func TLS() transports.Transport { return encrypted }
+
+// NewPlain builds the "tcp" transport from cfg: it listens with
+// cfg.ListenStream, dials with cfg.DialStream and requests
+// cfg.ReadBufferBytes and cfg.WriteBufferBytes (0: the kernel's default) on
+// every *net.TCPConn. It returns cfg.Validate's error for a Config it
+// cannot use.
+func NewPlain(cfg transports.Config) (transports.Transport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", NamePlain, err)
+	}
+	return &transport{name: NamePlain, cfg: cfg}, nil
+}
+
+// NewTLS builds the "tcp+tls" transport from cfg: as NewPlain, with the
+// server's TLS configuration from cfg.ServerTLSConfig and the client's from
+// cfg.ClientTLSConfig (nil ServerTLS and ClientTLS: the process's
+// self-signed certificate). It returns cfg.Validate's error for a Config it
+// cannot use.
+func NewTLS(cfg transports.Config) (transports.Transport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", NameTLS, err)
+	}
+	return &transport{name: NameTLS, useTLS: true, cfg: cfg}, nil
+}
 
 // Name is "tcp" or "tcp+tls".
 func (t *transport) Name() string { return t.name }
@@ -107,61 +148,83 @@ func (t *transport) Caps() transports.Caps {
 	}
 }
 
-// Listen binds a TCP listener on addr; ctx bounds only the bind. For
-// tcp+tls, the server TLS configuration is prepared here.
+// Listen opens a listener on addr with the Config's ListenStream; ctx
+// bounds only the bind. For tcp+tls, the server TLS configuration is
+// prepared here.
 func (t *transport) Listen(ctx context.Context, addr string) (transports.Listener, error) {
 	var tlsCfg *tls.Config
 	if t.useTLS {
 		var err error
-		if tlsCfg, err = selfsigned.ServerConfig(alpn); err != nil {
+		if tlsCfg, err = t.cfg.ServerTLSConfig(alpn); err != nil {
 			return nil, fmt.Errorf("%s: listen %s: %w", t.name, addr, err)
 		}
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
+	ln, err := t.cfg.ListenStream(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.name, err)
 	}
-	return newListener(t.name, ln, tlsCfg), nil
+	return newListener(t.name, ln, tlsCfg, t.cfg), nil
 }
 
-// Dial connects to addr and, for tcp+tls, completes the TLS handshake,
-// verifying the shared self-signed certificate against the host in addr.
-// ctx bounds the connection and the handshake; the Conn outlives it.
+// Dial connects to addr with the Config's DialStream and, for tcp+tls,
+// completes the TLS handshake, verifying the server's certificate against
+// the client TLS configuration's ServerName or, when it sets none, the host
+// in addr. ctx bounds the connection and the handshake; the Conn outlives
+// it.
 func (t *transport) Dial(ctx context.Context, addr string) (transports.Conn, error) {
-	var nc net.Conn
-	var err error
+	var tlsCfg *tls.Config
 	if t.useTLS {
-		var cfg *tls.Config
-		if cfg, err = selfsigned.ClientConfig(alpn); err != nil {
+		var err error
+		if tlsCfg, err = t.cfg.ClientTLSConfig(alpn); err != nil {
 			return nil, fmt.Errorf("%s: dial %s: %w", t.name, addr, err)
 		}
-		// tls.Dialer sets ServerName from addr and runs HandshakeContext(ctx).
-		d := tls.Dialer{Config: cfg}
-		nc, err = d.DialContext(ctx, "tcp", addr)
-		if err == nil {
-			err = setNoDelay(nc.(*tls.Conn).NetConn())
-		}
-	} else {
-		var d net.Dialer
-		nc, err = d.DialContext(ctx, "tcp", addr)
-		if err == nil {
-			err = setNoDelay(nc)
+		if tlsCfg.ServerName == "" {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, fmt.Errorf("%s: dial %s: %w", t.name, addr, err)
+			}
+			tlsCfg.ServerName = host
 		}
 	}
+	nc, err := t.cfg.DialStream(ctx, "tcp", addr)
 	if err != nil {
-		if nc != nil {
-			nc.Close()
-		}
 		return nil, fmt.Errorf("%s: %w", t.name, err)
+	}
+	if err := tune(nc, t.cfg); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("%s: dial %s: %w", t.name, addr, err)
+	}
+	if tlsCfg != nil {
+		tc := tls.Client(nc, tlsCfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("%s: dial %s: %w", t.name, addr, err)
+		}
+		nc = tc
 	}
 	return newConn(t.name, nc), nil
 }
 
-// setNoDelay turns TCP_NODELAY on (Go's default, set here to be explicit).
-func setNoDelay(nc net.Conn) error {
-	if tc, ok := nc.(*net.TCPConn); ok {
-		return tc.SetNoDelay(true)
+// tune prepares a new connection of either end: for a *net.TCPConn,
+// TCP_NODELAY on (Go's default, set here to be explicit) and the socket
+// buffer sizes cfg asks for. Any other net.Conn is left as it is.
+func tune(nc net.Conn, cfg transports.Config) error {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	if err := tc.SetNoDelay(true); err != nil {
+		return err
+	}
+	if cfg.ReadBufferBytes > 0 {
+		if err := tc.SetReadBuffer(cfg.ReadBufferBytes); err != nil {
+			return err
+		}
+	}
+	if cfg.WriteBufferBytes > 0 {
+		if err := tc.SetWriteBuffer(cfg.WriteBufferBytes); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -179,7 +242,8 @@ type accepted struct {
 type listener struct {
 	name   string
 	ln     net.Listener
-	tlsCfg *tls.Config // nil for plain TCP
+	tlsCfg *tls.Config       // nil for plain TCP
+	cfg    transports.Config // for tune
 
 	ready chan accepted
 	done  chan struct{} // closed by Close
@@ -193,11 +257,12 @@ type listener struct {
 	closeErr  error
 }
 
-func newListener(name string, ln net.Listener, tlsCfg *tls.Config) *listener {
+func newListener(name string, ln net.Listener, tlsCfg *tls.Config, cfg transports.Config) *listener {
 	l := &listener{
 		name:   name,
 		ln:     ln,
 		tlsCfg: tlsCfg,
+		cfg:    cfg,
 		ready:  make(chan accepted),
 		done:   make(chan struct{}),
 	}
@@ -223,7 +288,7 @@ func (l *listener) acceptLoop() {
 			}
 			continue
 		}
-		if err := setNoDelay(nc); err != nil {
+		if err := tune(nc, l.cfg); err != nil {
 			nc.Close()
 			continue
 		}
@@ -315,9 +380,3 @@ func (l *listener) Close() error {
 func (l *listener) closedErr() error {
 	return fmt.Errorf("%s: accept on %v: %w", l.name, l.ln.Addr(), net.ErrClosed)
 }
-
-// NewPlain builds the "tcp" transport from cfg.
-func NewPlain(cfg transports.Config) (transports.Transport, error) { return plain, nil }
-
-// NewTLS builds the "tcp+tls" transport from cfg.
-func NewTLS(cfg transports.Config) (transports.Transport, error) { return encrypted, nil }

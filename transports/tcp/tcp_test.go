@@ -85,7 +85,7 @@ func TestCapsAndRegistry(t *testing.T) {
 			if got := tt.tr.Name(); got != tt.name {
 				t.Errorf("Name() = %q, want %q", got, tt.name)
 			}
-			want := transports.Caps{Reliable: true, Ordered: true, Encrypted: tt.encrypted, MaxFrame: 16_842_752, ClientFDs: 1, ServerFDs: 1}
+			want := transports.Caps{Reliable: true, ReliableControl: true, Ordered: true, Encrypted: tt.encrypted, MaxFrame: 16_842_752, ClientFDs: 1, ServerFDs: 1}
 			if got := tt.tr.Caps(); got != want {
 				t.Errorf("Caps() = %+v, want %+v", got, want)
 			}

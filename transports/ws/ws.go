@@ -1,7 +1,20 @@
 // Package ws implements the "ws" and "wss" transports: each evbench frame
 // travels as one binary WebSocket message (RFC 6455 §5.6) over HTTP/1.1,
 // using github.com/coder/websocket. "wss" runs the same protocol over TLS 1.3
-// with the process's self-signed certificate (transports/internal/selfsigned).
+// (ALPN "http/1.1", RFC 7301).
+//
+// Network: a transport built by NewPlain or NewTLS reaches the network
+// only through its transports.Config: the HTTP server's listener comes from
+// Config.ListenStream, the client's HTTP connection from Config.DialStream,
+// and the TLS configurations of wss from Config.ServerTLSConfig and
+// Config.ClientTLSConfig (by default both ends use the process's in-memory
+// self-signed certificate from transports/internal/selfsigned; the client
+// verifies it against the host in Dial's addr unless the client TLS
+// configuration names a ServerName). When the TCP connection under a Conn is
+// a *net.TCPConn (as the defaults give), it gets the socket buffer sizes
+// Config.ReadBufferBytes and WriteBufferBytes ask for, on both ends; any
+// other net.Conn is used through its methods only. Plain and TLS are the
+// transports of the zero Config.
 //
 // Both sides disable permessage-deflate (RFC 7692) and set the read limit
 // explicitly to MaxFrame, so coder/websocket's default 32 KiB limit never
@@ -33,7 +46,14 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/evbench/evbench/transports"
-	"github.com/evbench/evbench/transports/internal/selfsigned"
+)
+
+// Names under which the transports register (transports.Register).
+const (
+	// NamePlain is the name of WebSocket over plain TCP (Plain, NewPlain).
+	NamePlain = "ws"
+	// NameTLS is the name of WebSocket over TLS 1.3 (TLS, NewTLS).
+	NameTLS = "wss"
 )
 
 // Path is the HTTP path on which a Listener accepts WebSocket handshakes;
@@ -65,19 +85,55 @@ const (
 	maxReadBufBytes = MaxFrame + 2
 )
 
-// Plain returns the "ws" transport: WebSocket over plain TCP. Caps: Reliable,
-// Ordered, MaxFrame.
-func Plain() transports.Transport { return &transport{name: "ws"} }
+// alpn is the ALPN protocol (RFC 7301) both ends of wss offer: the
+// WebSocket handshake is an HTTP/1.1 upgrade.
+const alpn = "http/1.1"
 
-// TLS returns the "wss" transport: WebSocket over TLS 1.3 (ALPN "http/1.1",
-// RFC 7301) with the self-signed certificate from
-// transports/internal/selfsigned. Caps: Reliable, Ordered, Encrypted,
-// MaxFrame.
-func TLS() transports.Transport { return &transport{name: "wss", tls: true} }
+var (
+	plain     = &transport{name: NamePlain}
+	encrypted = &transport{name: NameTLS, tls: true}
+)
+
+// Plain returns the "ws" transport of the zero transports.Config
+// (NewPlain(transports.Config{})): WebSocket over plain TCP. Caps:
+// Reliable, ReliableControl, Ordered, MaxFrame.
+func Plain() transports.Transport { return plain }
+
+// TLS returns the "wss" transport of the zero transports.Config
+// (NewTLS(transports.Config{})): WebSocket over TLS 1.3 (ALPN "http/1.1",
+// RFC 7301) with the process's self-signed certificate from
+// transports/internal/selfsigned. Caps: Reliable, ReliableControl, Ordered,
+// Encrypted, MaxFrame.
+func TLS() transports.Transport { return encrypted }
+
+// NewPlain builds the "ws" transport from cfg: its server listens with
+// cfg.ListenStream, its clients dial with cfg.DialStream, and every
+// *net.TCPConn under a Conn gets cfg.ReadBufferBytes and
+// cfg.WriteBufferBytes (0: the kernel's default). It returns cfg.Validate's
+// error for a Config it cannot use.
+func NewPlain(cfg transports.Config) (transports.Transport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", NamePlain, err)
+	}
+	return &transport{name: NamePlain, cfg: cfg}, nil
+}
+
+// NewTLS builds the "wss" transport from cfg: as NewPlain, with the
+// server's TLS configuration from cfg.ServerTLSConfig and the client's from
+// cfg.ClientTLSConfig (nil ServerTLS and ClientTLS: the process's
+// self-signed certificate). It returns cfg.Validate's error for a Config it
+// cannot use.
+func NewTLS(cfg transports.Config) (transports.Transport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", NameTLS, err)
+	}
+	return &transport{name: NameTLS, tls: true, cfg: cfg}, nil
+}
 
 type transport struct {
 	name string
 	tls  bool
+	cfg  transports.Config
 }
 
 var _ transports.Transport = (*transport)(nil)
@@ -102,24 +158,25 @@ func http1Only() *http.Protocols {
 // TCP connection a request arrived on.
 type rawConnKey struct{}
 
-// Listen starts an HTTP/1.1 server (HTTPS for wss) on addr that upgrades
-// requests for Path to WebSocket connections. ctx bounds the bind only.
+// Listen starts an HTTP/1.1 server (HTTPS for wss) on a listener from the
+// Config's ListenStream on addr, upgrading requests for Path to WebSocket
+// connections. ctx bounds the bind only.
 func (t *transport) Listen(ctx context.Context, addr string) (transports.Listener, error) {
 	var tlsConf *tls.Config
 	if t.tls {
 		var err error
-		if tlsConf, err = selfsigned.ServerConfig("http/1.1"); err != nil {
+		if tlsConf, err = t.cfg.ServerTLSConfig(alpn); err != nil {
 			return nil, fmt.Errorf("%s: listen: %w", t.name, err)
 		}
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
+	ln, err := t.cfg.ListenStream(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: listen: %w", t.name, err)
 	}
 	l := &listener{
 		name:      t.name,
 		ln:        ln,
+		cfg:       t.cfg,
 		conns:     make(chan *conn),
 		done:      make(chan struct{}),
 		serveDone: make(chan struct{}),
@@ -153,6 +210,7 @@ func (t *transport) Listen(ctx context.Context, addr string) (transports.Listene
 type listener struct {
 	name      string
 	ln        net.Listener
+	cfg       transports.Config // socket buffer sizes for upgraded conns
 	srv       *http.Server
 	conns     chan *conn    // unbuffered: a handler waits until Accept takes its conn
 	done      chan struct{} // closed by Close
@@ -173,6 +231,10 @@ func (l *listener) upgrade(w http.ResponseWriter, r *http.Request) {
 	}
 	if raw == nil {
 		http.Error(w, "no connection in request context", http.StatusInternalServerError)
+		return
+	}
+	if err := setBuffers(raw, l.cfg); err != nil {
+		http.Error(w, "socket buffers: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
@@ -237,17 +299,18 @@ func (l *listener) Close() error {
 }
 
 // Dial connects to a Listener at addr ("host:port") with an HTTP/1.1
-// upgrade request for Path (over TLS 1.3 for wss). ctx bounds the TCP
-// connect, the TLS handshake and the WebSocket handshake, not the Conn.
+// upgrade request for Path (over TLS 1.3 for wss), on a connection from the
+// Config's DialStream. ctx bounds the TCP connect, the TLS handshake and the
+// WebSocket handshake, not the Conn.
 func (t *transport) Dial(ctx context.Context, addr string) (transports.Conn, error) {
 	ht := &http.Transport{
-		DialContext:        (&net.Dialer{}).DialContext,
+		DialContext:        t.cfg.DialStream,
 		Protocols:          http1Only(),
 		DisableCompression: true,
 	}
 	scheme := "ws"
 	if t.tls {
-		conf, err := selfsigned.ClientConfig("http/1.1")
+		conf, err := t.cfg.ClientTLSConfig(alpn)
 		if err != nil {
 			return nil, fmt.Errorf("%s: dial %s: %w", t.name, addr, err)
 		}
@@ -276,7 +339,32 @@ func (t *transport) Dial(ctx context.Context, addr string) (transports.Conn, err
 		ws.CloseNow()
 		return nil, fmt.Errorf("%s: dial %s: the HTTP client reported no connection", t.name, addr)
 	}
+	if err := setBuffers(nc, t.cfg); err != nil {
+		ws.CloseNow()
+		return nil, fmt.Errorf("%s: dial %s: %w", t.name, addr, err)
+	}
 	return newConn(ws, nc), nil
+}
+
+// setBuffers requests the socket buffer sizes cfg asks for (nonzero
+// ReadBufferBytes, WriteBufferBytes) on nc when it is a *net.TCPConn; any
+// other net.Conn is left as it is.
+func setBuffers(nc net.Conn, cfg transports.Config) error {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	if cfg.ReadBufferBytes > 0 {
+		if err := tc.SetReadBuffer(cfg.ReadBufferBytes); err != nil {
+			return err
+		}
+	}
+	if cfg.WriteBufferBytes > 0 {
+		if err := tc.SetWriteBuffer(cfg.WriteBufferBytes); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // conn is one WebSocket connection carrying one frame per binary message.
@@ -477,15 +565,3 @@ func (c *conn) shutdown(code websocket.StatusCode, wait time.Duration) {
 
 // RemoteAddr is the peer's TCP address.
 func (c *conn) RemoteAddr() net.Addr { return c.remote }
-
-// Registry names.
-const (
-	NamePlain = "ws"
-	NameTLS   = "wss"
-)
-
-// NewPlain builds the "ws" transport from cfg.
-func NewPlain(cfg transports.Config) (transports.Transport, error) { return Plain(), nil }
-
-// NewTLS builds the "wss" transport from cfg.
-func NewTLS(cfg transports.Config) (transports.Transport, error) { return TLS(), nil }

@@ -105,8 +105,8 @@ func TestNameAndCaps(t *testing.T) {
 		name string
 		want transports.Caps
 	}{
-		{Plain(), "ws", transports.Caps{Reliable: true, Ordered: true, MaxFrame: MaxFrame, ClientFDs: 1, ServerFDs: 1}},
-		{TLS(), "wss", transports.Caps{Reliable: true, Ordered: true, Encrypted: true, MaxFrame: MaxFrame, ClientFDs: 1, ServerFDs: 1}},
+		{Plain(), "ws", transports.Caps{Reliable: true, ReliableControl: true, Ordered: true, MaxFrame: MaxFrame, ClientFDs: 1, ServerFDs: 1}},
+		{TLS(), "wss", transports.Caps{Reliable: true, ReliableControl: true, Ordered: true, Encrypted: true, MaxFrame: MaxFrame, ClientFDs: 1, ServerFDs: 1}},
 	} {
 		tr := tc.tr
 		if tr.Name() != tc.name {

@@ -8,7 +8,6 @@ import (
 	"math"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,10 +16,11 @@ import (
 	"github.com/evbench/evbench/transports"
 )
 
-// Conn is one UDP session. A client Conn (from Dial) owns a connected
-// socket and reads it directly in ReadFrame; a server Conn (from Accept)
-// shares its Listener's socket and reads from an inbound queue that the
-// Listener's read goroutine fills.
+// Conn is one UDP session. A client Conn (from Dial) owns its socket
+// (connected to the server at the kernel level when it is a *net.UDPConn,
+// see the package doc) and reads it directly in ReadFrame; a server Conn
+// (from Accept) shares its Listener's socket and reads from an inbound
+// queue that the Listener's read goroutine fills.
 //
 // It follows the transports.Conn contract: one WriteFrame and one ReadFrame
 // caller at a time, Close from anywhere.
@@ -28,11 +28,12 @@ type Conn struct {
 	// The reading side owns rbuf, early, oob, kdrops.last and cur; the
 	// writing side owns wbuf; the rest is immutable, atomic or under mu.
 	opts   Options
-	sock   *net.UDPConn
+	sock   *socket   // a client's own, or its Listener's
 	l      *Listener // nil for a client Conn
 	raddr  netip.AddrPort
-	remote net.Addr
-	nonce  uint64 // the session nonce of HELLO and HELLO-ACK
+	remote net.Addr // raddr as a *net.UDPAddr
+	local  net.Addr // client: the address the kernel bound; nil: the socket's LocalAddr
+	nonce  uint64   // the session nonce of HELLO and HELLO-ACK
 
 	closed atomic.Bool
 	done   chan struct{}         // closed by Close
@@ -46,6 +47,7 @@ type Conn struct {
 
 	malformed atomic.Uint64
 	queueFull atomic.Uint64
+	foreign   atomic.Uint64 // client: datagrams from a source other than the server
 
 	wbuf [headerBytes + MaxFrameBytes]byte
 
@@ -80,11 +82,13 @@ var (
 // never is the delay of a timer that is created before it is armed.
 const never = time.Duration(math.MaxInt64)
 
-func newClientConn(opts Options, sock *net.UDPConn, sizes bufferSizes, nonce uint64) *Conn {
+func newClientConn(opts Options, sock *socket, server netip.AddrPort, local net.Addr, sizes bufferSizes, nonce uint64) *Conn {
 	c := &Conn{
 		opts:   opts,
 		sock:   sock,
-		remote: sock.RemoteAddr(),
+		raddr:  server,
+		remote: net.UDPAddrFromAddrPort(server),
+		local:  local,
 		nonce:  nonce,
 		done:   make(chan struct{}),
 		rbuf:   new(buffer),
@@ -93,9 +97,6 @@ func newClientConn(opts Options, sock *net.UDPConn, sizes bufferSizes, nonce uin
 	// Created unarmed so that c.timer is set before tick can run:
 	// startTimer's Reset orders the two for the race detector.
 	c.timer = time.AfterFunc(never, c.tick)
-	if ua, ok := c.remote.(*net.UDPAddr); ok {
-		c.raddr = ua.AddrPort()
-	}
 	return c
 }
 
@@ -125,14 +126,14 @@ func (c *Conn) handshake(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("no HELLO-ACK: %w", err)
 		}
-		if _, err := c.sock.Write(hello[:]); err != nil {
+		if err := c.sock.write(hello[:], c.raddr, c.remote); err != nil {
 			return err
 		}
 		wait := time.Now().Add(c.opts.HelloInterval)
 		if dl, ok := ctx.Deadline(); ok && dl.Before(wait) {
 			wait = dl
 		}
-		if err := c.sock.SetReadDeadline(wait); err != nil {
+		if err := c.sock.pc.SetReadDeadline(wait); err != nil {
 			return err
 		}
 		ok, err := c.awaitHelloAck()
@@ -143,7 +144,7 @@ func (c *Conn) handshake(ctx context.Context) error {
 			break
 		}
 	}
-	if err := c.sock.SetReadDeadline(time.Time{}); err != nil {
+	if err := c.sock.pc.SetReadDeadline(time.Time{}); err != nil {
 		return err
 	}
 	t := now()
@@ -156,14 +157,18 @@ func (c *Conn) handshake(ctx context.Context) error {
 // is established.
 func (c *Conn) awaitHelloAck() (ok bool, err error) {
 	for {
-		n, oobn, _, _, err := c.sock.ReadMsgUDPAddrPort(c.rbuf.b[:], c.oob[:])
+		n, oobn, from, err := c.sock.read(c.rbuf.b[:], c.oob[:])
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
+			if isTimeout(err) {
 				return false, nil
 			}
 			return false, err
 		}
 		c.kdrops.note(c.oob[:oobn])
+		if !sameEndpoint(from, c.raddr) {
+			c.foreign.Add(1)
+			continue
+		}
 		k, body, perr := parseDatagram(c.rbuf.b[:n])
 		if perr != nil {
 			c.malformed.Add(1)
@@ -252,7 +257,7 @@ func (c *Conn) fail(reason error) bool {
 		}
 	} else {
 		// Unblock a ReadFrame waiting on the socket; it then reports dead.
-		c.sock.SetReadDeadline(aLongTimeAgo)
+		c.sock.pc.SetReadDeadline(aLongTimeAgo)
 	}
 	return true
 }
@@ -268,20 +273,15 @@ func (c *Conn) deadErr() error {
 // send writes one datagram to the peer and notes the time.
 func (c *Conn) send(d []byte) error {
 	c.lastSendNs.Store(now())
-	var err error
-	if c.l != nil {
-		_, err = c.sock.WriteToUDPAddrPort(d, c.raddr)
-	} else {
-		_, err = c.sock.Write(d)
-	}
-	return err
+	return c.sock.write(d, c.raddr, c.remote)
 }
 
 // WriteFrame sends p as one DATA datagram; the network may lose it. A frame
 // over MaxFrameBytes is refused with an error wrapping
 // transports.ErrFrameTooLarge before anything is sent, and the Conn stays
 // usable. After the peer sent BYE the error wraps ErrPeerClosed, after an
-// idle timeout ErrIdleTimeout, after Close net.ErrClosed. A client Conn that
+// idle timeout ErrIdleTimeout, after Close net.ErrClosed. A client Conn
+// whose socket is connected at the kernel level (a *net.UDPConn) and
 // learns from ICMP that nothing listens any more (ECONNREFUSED) ends the
 // session with that error. It does not allocate.
 func (c *Conn) WriteFrame(p []byte) error {
@@ -318,9 +318,10 @@ func (c *Conn) WriteFrame(p []byte) error {
 // without any datagram from the peer the error wraps ErrIdleTimeout (a
 // client Conn counts that time only while ReadFrame waits, since unread
 // datagrams may sit in its socket); after Close it wraps net.ErrClosed.
-// When ICMP reports the server's port unreachable, a client Conn's error
-// wraps syscall.ECONNREFUSED. Malformed datagrams are skipped and counted.
-// It does not allocate in steady state.
+// When ICMP reports the server's port unreachable to a socket connected at
+// the kernel level, a client Conn's error wraps syscall.ECONNREFUSED.
+// Malformed datagrams, and on a client those from another source than the
+// server, are skipped and counted. It does not allocate in steady state.
 func (c *Conn) ReadFrame() ([]byte, error) {
 	if c.l != nil {
 		return c.readQueue()
@@ -374,7 +375,7 @@ func (c *Conn) readSocket() ([]byte, error) {
 		}
 		c.lastRecvNs.Store(now())
 		c.reading.Store(true)
-		n, oobn, _, _, err := c.sock.ReadMsgUDPAddrPort(c.rbuf.b[:], c.oob[:])
+		n, oobn, from, err := c.sock.read(c.rbuf.b[:], c.oob[:])
 		c.reading.Store(false)
 		if err != nil {
 			if c.closed.Load() {
@@ -387,6 +388,12 @@ func (c *Conn) readSocket() ([]byte, error) {
 			return nil, c.deadErr()
 		}
 		c.kdrops.note(c.oob[:oobn])
+		if !sameEndpoint(from, c.raddr) {
+			// Only a socket that is not connected at the kernel level gets
+			// these; they prove nothing about the server's liveness.
+			c.foreign.Add(1)
+			continue
+		}
 		k, body, perr := parseDatagram(c.rbuf.b[:n])
 		if perr != nil {
 			c.malformed.Add(1)
@@ -444,7 +451,7 @@ func (c *Conn) Close() error {
 		c.send(byeDatagram)
 	}
 	if c.l == nil {
-		if err := c.sock.Close(); err != nil {
+		if err := c.sock.pc.Close(); err != nil {
 			return fmt.Errorf("udp: close: %w", err)
 		}
 		return nil
@@ -462,9 +469,15 @@ func (c *Conn) Close() error {
 // RemoteAddr is the peer's UDP address (*net.UDPAddr).
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
-// LocalAddr is the local UDP address: the client socket's, or the
-// Listener's for a server Conn.
-func (c *Conn) LocalAddr() net.Addr { return c.sock.LocalAddr() }
+// LocalAddr is the local UDP address: the client socket's (on a socket
+// connected at the kernel level, the address the kernel chose for the
+// server, as getsockname reports it), or the Listener's for a server Conn.
+func (c *Conn) LocalAddr() net.Addr {
+	if c.local != nil {
+		return c.local
+	}
+	return c.sock.pc.LocalAddr()
+}
 
 // Dropped is Stats().Dropped(): datagrams from this peer discarded by this
 // package.
@@ -482,8 +495,9 @@ func (c *Conn) ReadBufferBytes() (requested, granted int) {
 // which all its Conns share.
 func (c *Conn) Stats() Stats {
 	s := Stats{
-		QueueFullDrops: c.queueFull.Load(),
-		MalformedDrops: c.malformed.Load(),
+		QueueFullDrops:   c.queueFull.Load(),
+		UnknownPeerDrops: c.foreign.Load(),
+		MalformedDrops:   c.malformed.Load(),
 	}
 	if c.l != nil {
 		s.KernelDrops = c.l.kdrops.total.Load()

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/evbench/evbench/transports"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -24,11 +26,15 @@ const (
 )
 
 // listenT starts a Listener on 127.0.0.1:0, closed when the test ends.
-func listenT(t testing.TB, opts Options) *Listener {
+func listenT(t testing.TB, opts Options) *Listener { return listenWith(t, New(opts)) }
+
+// listenWith starts a Listener of tr on 127.0.0.1:0, closed when the test
+// ends.
+func listenWith(t testing.TB, tr transports.Transport) *Listener {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	ln, err := New(opts).Listen(ctx, "127.0.0.1:0")
+	ln, err := tr.Listen(ctx, "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
 	}
@@ -37,11 +43,14 @@ func listenT(t testing.TB, opts Options) *Listener {
 }
 
 // dialT dials addr, closing the Conn when the test ends.
-func dialT(t testing.TB, opts Options, addr net.Addr) *Conn {
+func dialT(t testing.TB, opts Options, addr net.Addr) *Conn { return dialWith(t, New(opts), addr) }
+
+// dialWith dials addr with tr, closing the Conn when the test ends.
+func dialWith(t testing.TB, tr transports.Transport, addr net.Addr) *Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	c, err := New(opts).Dial(ctx, addr.String())
+	c, err := tr.Dial(ctx, addr.String())
 	if err != nil {
 		t.Fatalf("Dial(%v): %v", addr, err)
 	}
@@ -65,8 +74,16 @@ func acceptT(t testing.TB, ln *Listener) *Conn {
 // pairT returns a Listener and both ends of one session.
 func pairT(t testing.TB, opts Options) (ln *Listener, client, server *Conn) {
 	t.Helper()
-	ln = listenT(t, opts)
-	client = dialT(t, opts, ln.Addr())
+	tr := New(opts)
+	return pairWith(t, tr, tr)
+}
+
+// pairWith returns a Listener of srv and both ends of one session, whose
+// client is cli's.
+func pairWith(t testing.TB, srv, cli transports.Transport) (ln *Listener, client, server *Conn) {
+	t.Helper()
+	ln = listenWith(t, srv)
+	client = dialWith(t, cli, ln.Addr())
 	server = acceptT(t, ln)
 	return ln, client, server
 }
@@ -207,6 +224,12 @@ func (r *rawPeer) hello(to net.Addr, nonce uint64) {
 // the client's address; it sends nothing by itself afterwards.
 func fakeServer(t *testing.T, opts Options) (srv *rawPeer, client *Conn, clientAddr net.Addr) {
 	t.Helper()
+	return fakeServerWith(t, New(opts))
+}
+
+// fakeServerWith is fakeServer for a client of tr.
+func fakeServerWith(t *testing.T, tr transports.Transport) (srv *rawPeer, client *Conn, clientAddr net.Addr) {
+	t.Helper()
 	srv = newRawPeer(t)
 	var from atomic.Pointer[netip.AddrPort]
 	done := make(chan struct{})
@@ -227,7 +250,7 @@ func fakeServer(t *testing.T, opts Options) (srv *rawPeer, client *Conn, clientA
 			}
 		}
 	}()
-	client = dialT(t, opts, srv.sock.LocalAddr())
+	client = dialWith(t, tr, srv.sock.LocalAddr())
 	<-done
 	addr := from.Load()
 	if addr == nil {

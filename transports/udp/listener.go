@@ -9,11 +9,13 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/evbench/evbench/transports"
 )
 
-// Listener owns one unconnected UDP socket. Its read goroutine
+// Listener owns one unconnected packet socket (see "Sockets" in the
+// package doc). Its read goroutine
 // demultiplexes datagrams by source address: a HELLO from a new address
 // becomes a Conn returned by Accept, DATA goes to the inbound queue of its
 // address's Conn, and DATA from an address without a Conn is dropped and
@@ -24,13 +26,14 @@ import (
 // closes when the Listener and the last of its Conns are closed.
 type Listener struct {
 	opts  Options
-	sock  *net.UDPConn
+	sock  *socket
 	sizes bufferSizes
 
 	closed   atomic.Bool
 	done     chan struct{} // closed by Close
 	accept   chan *Conn    // established Conns waiting for Accept
 	loopDone chan struct{} // closed when the read goroutine exits
+	released atomic.Bool   // the socket is being closed: read errors end the read goroutine
 
 	mu      sync.Mutex
 	peers   map[netip.AddrPort]*Conn
@@ -51,7 +54,7 @@ var _ transports.Listener = (*Listener)(nil)
 
 var errAcceptClosed = fmt.Errorf("udp: accept: %w", net.ErrClosed)
 
-func newListener(opts Options, sock *net.UDPConn, sizes bufferSizes) *Listener {
+func newListener(opts Options, sock *socket, sizes bufferSizes) *Listener {
 	l := &Listener{
 		opts:     opts,
 		sock:     sock,
@@ -83,8 +86,9 @@ func (l *Listener) Accept(ctx context.Context) (transports.Conn, error) {
 	}
 }
 
-// Addr is the socket's local address (*net.UDPAddr), the one clients Dial.
-func (l *Listener) Addr() net.Addr { return l.sock.LocalAddr() }
+// Addr is the socket's local address (*net.UDPAddr for a *net.UDPConn), the
+// one clients Dial.
+func (l *Listener) Addr() net.Addr { return l.sock.pc.LocalAddr() }
 
 // Close stops accepting: Accept returns an error wrapping net.ErrClosed,
 // Conns not yet accepted are closed (their clients get BYE), and a HELLO
@@ -120,7 +124,8 @@ func (l *Listener) release() error {
 	if !last {
 		return nil
 	}
-	err := l.sock.Close()
+	l.released.Store(true)
+	err := l.sock.pc.Close()
 	<-l.loopDone
 	if err != nil {
 		return fmt.Errorf("udp: close: %w", err)
@@ -167,17 +172,30 @@ func (l *Listener) readLoop() {
 	defer close(l.loopDone)
 	b := getBuffer()
 	defer func() { putBuffer(b) }()
+	failures := 0 // consecutive read errors
 	for {
-		n, oobn, _, from, err := l.sock.ReadMsgUDPAddrPort(b.b[:], l.oob[:])
+		n, oobn, from, err := l.sock.read(b.b[:], l.oob[:])
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			// A net.PacketConn other than *net.UDPConn may report its
+			// closing with an error that does not wrap net.ErrClosed.
+			if errors.Is(err, net.ErrClosed) || l.released.Load() {
 				return
 			}
 			// An unconnected socket reports no ICMP errors on Linux;
-			// anything else here is transient (e.g. ENOMEM), so keep going.
+			// anything else here is transient (e.g. ENOMEM), so keep going,
+			// pausing after repeated errors (1 ms doubling up to 64 ms) so
+			// that a PacketConn that keeps failing does not spin.
+			if failures++; failures > 1 {
+				time.Sleep(time.Millisecond << min(failures-2, 6))
+			}
 			continue
 		}
+		failures = 0
 		l.kdrops.note(l.oob[:oobn])
+		if !from.IsValid() {
+			l.unknownPeer.Add(1) // no address to demultiplex by, or to answer
+			continue
+		}
 		b.n = n
 		if l.dispatch(b, from) {
 			b = getBuffer()
@@ -239,7 +257,7 @@ func (l *Listener) hello(addr netip.AddrPort, c *Conn, nonce uint64) {
 		if c.nonce == nonce {
 			// A resend: our HELLO-ACK was lost or is late.
 			ack := helloDatagram(kindHelloAck, nonce)
-			l.sock.WriteToUDPAddrPort(ack[:], addr)
+			l.sock.write(ack[:], addr, c.remote)
 			return
 		}
 		// The same address started a new session without BYE: the old
@@ -249,7 +267,7 @@ func (l *Listener) hello(addr netip.AddrPort, c *Conn, nonce uint64) {
 	l.mu.Lock()
 	if l.closing {
 		l.mu.Unlock()
-		l.sock.WriteToUDPAddrPort(byeDatagram, addr)
+		l.sock.write(byeDatagram, addr, nil)
 		return
 	}
 	nc := newServerConn(l, addr, nonce)

@@ -15,7 +15,7 @@ const oobBytes = 64
 
 // grantedBuffers reads SO_RCVBUF and SO_SNDBUF back with getsockopt; 0 for
 // a value that cannot be read.
-func grantedBuffers(sock *net.UDPConn) (read, write int) {
+func grantedBuffers(sock syscall.Conn) (read, write int) {
 	rc, err := sock.SyscallConn()
 	if err != nil {
 		return 0, 0

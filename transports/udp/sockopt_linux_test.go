@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/evbench/evbench/transports"
 )
 
 // sysctlInt reads /proc/sys/<name>; ok is false if it cannot.
@@ -22,22 +24,34 @@ func sysctlInt(name string) (int, bool) {
 	return v, err == nil
 }
 
+// TestSocketBuffers checks the buffer sizes requested (Options, then
+// Config, then the default) and granted, over kernel sockets and over
+// wrappers that do or do not forward SetReadBuffer, SetWriteBuffer and
+// SyscallConn.
 func TestSocketBuffers(t *testing.T) {
-	const small = 64 << 10
+	const small, smaller = 64 << 10, 48 << 10
 	tests := []struct {
 		name      string
+		cfg       transports.Config
 		opts      Options
-		wantRead  int
+		wantRead  int // requested; 0: nothing asked for
 		wantWrite int
+		readBack  bool // granted sizes can be read back
 	}{
-		{"defaults", Options{}, DefaultSocketBufferBytes, DefaultSocketBufferBytes},
-		{"small", Options{ReadBufferBytes: small, WriteBufferBytes: small}, small, small},
+		{"defaults", transports.Config{}, Options{}, DefaultSocketBufferBytes, DefaultSocketBufferBytes, true},
+		{"options", transports.Config{}, Options{ReadBufferBytes: small, WriteBufferBytes: small}, small, small, true},
+		{"config", transports.Config{ReadBufferBytes: small, WriteBufferBytes: smaller}, Options{}, small, smaller, true},
+		{"options over config", transports.Config{ReadBufferBytes: small, WriteBufferBytes: small}, Options{ReadBufferBytes: smaller}, smaller, small, true},
+		{"wrapper forwarding buffers", wrapConfig(buffered), Options{}, DefaultSocketBufferBytes, DefaultSocketBufferBytes, true},
+		{"wrapper forwarding config buffers", withBuffers(wrapConfig(buffered), small, smaller), Options{}, small, smaller, true},
+		{"plain wrapper", withBuffers(plainConfig, small, small), Options{}, 0, 0, false},
 	}
 	rmax, rok := sysctlInt("net/core/rmem_max")
 	wmax, wok := sysctlInt("net/core/wmem_max")
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, client, server := pairT(t, tc.opts)
+			tr := newT(t, tc.cfg, tc.opts)
+			ln, client, server := pairWith(t, tr, tr)
 			for _, s := range []struct {
 				name string
 				st   Stats
@@ -45,6 +59,12 @@ func TestSocketBuffers(t *testing.T) {
 				st := s.st
 				if st.ReadBufferRequestedBytes != tc.wantRead || st.WriteBufferRequestedBytes != tc.wantWrite {
 					t.Errorf("%s requested %d/%d bytes, want %d/%d", s.name, st.ReadBufferRequestedBytes, st.WriteBufferRequestedBytes, tc.wantRead, tc.wantWrite)
+				}
+				if !tc.readBack {
+					if st.ReadBufferGrantedBytes != 0 || st.WriteBufferGrantedBytes != 0 {
+						t.Errorf("%s granted %d/%d bytes, want 0 (unknown)", s.name, st.ReadBufferGrantedBytes, st.WriteBufferGrantedBytes)
+					}
+					continue
 				}
 				// Linux doubles the (capped) request for its bookkeeping.
 				if rok && st.ReadBufferGrantedBytes != 2*min(tc.wantRead, rmax) {
@@ -64,6 +84,12 @@ func TestSocketBuffers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withBuffers returns cfg with its buffer sizes set.
+func withBuffers(cfg transports.Config, read, write int) transports.Config {
+	cfg.ReadBufferBytes, cfg.WriteBufferBytes = read, write
+	return cfg
 }
 
 // cmsg returns one control message of level SOL_SOCKET, type typ, with a

@@ -2,13 +2,16 @@
 
 package udp
 
-import "net"
+import (
+	"net"
+	"syscall"
+)
 
 // oobBytes is 0: there is no drop counter to receive.
 const oobBytes = 0
 
 // grantedBuffers cannot read the sizes back portably; 0 means unknown.
-func grantedBuffers(*net.UDPConn) (read, write int) { return 0, 0 }
+func grantedBuffers(syscall.Conn) (read, write int) { return 0, 0 }
 
 // enableDropCounter does nothing: SO_RXQ_OVFL is Linux-only.
 func enableDropCounter(*net.UDPConn) error { return nil }

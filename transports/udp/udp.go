@@ -12,20 +12,41 @@
 // transports.ErrFrameTooLarge and nothing is sent.
 //
 // Sessions: Dial sends HELLO with a random nonce every Options.HelloInterval
-// until the server answers HELLO-ACK, so Dial fails promptly with
-// ECONNREFUSED when nothing listens and with the context's error when the
-// server stays silent. The Listener owns one unconnected socket and a read
-// goroutine that demultiplexes datagrams by source address into per-peer
-// Conns, each with a bounded inbound queue. Both ends send KEEPALIVE after
-// Options.KeepaliveInterval without sending anything, declare the peer gone
-// (ErrIdleTimeout) after Options.IdleTimeout without hearing from it, and
-// send BYE on Close so that the peer's ReadFrame returns io.EOF.
+// until the server answers HELLO-ACK, so Dial fails with the context's
+// error when the server stays silent and, on a kernel socket, promptly with
+// ECONNREFUSED when nothing listens. The Listener owns one unconnected
+// socket and a read goroutine that demultiplexes datagrams by source
+// address into per-peer Conns, each with a bounded inbound queue. Both ends
+// send KEEPALIVE after Options.KeepaliveInterval without sending anything,
+// declare the peer gone (ErrIdleTimeout) after Options.IdleTimeout without
+// hearing from it, and send BYE on Close so that the peer's ReadFrame
+// returns io.EOF.
+//
+// Sockets: Listen and Dial open theirs with transports.Config.OpenPacket
+// (NewWithConfig; New uses the zero Config), so that a wrapper, such as one
+// that impairs the network with loss, delay or reordering, can stand between
+// this package and the kernel. The socket is upgraded by type assertion, as
+// quic-go does. A *net.UDPConn is read with ReadMsgUDPAddrPort, which
+// carries the kernel's drop counter, has its buffer sizes set and read back,
+// and, for a client, is connected to the server at the kernel level
+// (connect(2) on Unix) so that only the server's datagrams arrive and ICMP
+// errors are reported. Any other net.PacketConn is used through ReadFrom
+// and WriteTo only, and its deadlines: a client drops and counts datagrams
+// from other sources itself, KernelDrops stays 0, a Dial to a port where
+// nothing listens ends only with its context, and buffer sizes are
+// requested only if the PacketConn has SetReadBuffer and SetWriteBuffer and
+// read back only if it has SyscallConn. Addresses a PacketConn reports are
+// expected as *net.UDPAddr (anything whose String is ip:port works, at the
+// cost of an allocation per datagram); this package keeps none of them past
+// the ReadFrom that returned it, so a wrapper may reuse one. Neither kind of
+// socket costs an allocation per datagram in this package.
 //
 // Socket buffers: SO_RCVBUF and SO_SNDBUF are requested at 4 MiB by default
-// and the size the kernel granted is read back with getsockopt and reported
-// in Stats, together with the kernel's count of datagrams dropped for a full
-// receive buffer (SO_RXQ_OVFL, Linux), so that a report can tell loss in the
-// receive buffer from loss elsewhere.
+// (or at transports.Config.ReadBufferBytes and WriteBufferBytes, see
+// NewWithConfig) and the size the kernel granted is read back with
+// getsockopt and reported in Stats, together with the kernel's count of
+// datagrams dropped for a full receive buffer (SO_RXQ_OVFL, Linux), so that
+// a report can tell loss in the receive buffer from loss elsewhere.
 package udp
 
 import (
@@ -79,12 +100,16 @@ type Options struct {
 	// finds the backlog full is ignored (counted in Stats.BacklogDrops) and
 	// the client retries it. Default 1024.
 	AcceptBacklog int
-	// ReadBufferBytes is the SO_RCVBUF size requested for every socket.
-	// The kernel may grant less (Linux caps it at net.core.rmem_max); Stats
-	// reports what it granted. Default 4 MiB.
+	// ReadBufferBytes is the SO_RCVBUF size, in bytes, requested for every
+	// socket (see "Sockets" in the package doc for a net.PacketConn that is
+	// not a *net.UDPConn). The kernel may grant less
+	// (Linux caps it at net.core.rmem_max); Stats reports what it granted.
+	// Default: transports.Config.ReadBufferBytes when the Transport comes
+	// from NewWithConfig and that is nonzero, else 4 MiB.
 	ReadBufferBytes int
-	// WriteBufferBytes is the SO_SNDBUF size requested for every socket.
-	// Default 4 MiB.
+	// WriteBufferBytes is the SO_SNDBUF size, in bytes, requested for every
+	// socket. Default: transports.Config.WriteBufferBytes when nonzero, else
+	// 4 MiB.
 	WriteBufferBytes int
 }
 
@@ -149,9 +174,14 @@ type Stats struct {
 	// Conn's inbound queue held Options.QueueFrames frames (its reader fell
 	// behind). Server side only.
 	QueueFullDrops uint64
-	// UnknownPeerDrops counts DATA datagrams from an address with no open
-	// Conn: it never sent HELLO, or its Conn was closed or timed out.
-	// Listener only.
+	// UnknownPeerDrops counts, on a Listener, DATA datagrams from an
+	// address with no open Conn (it never sent HELLO, or its Conn was
+	// closed or timed out) and datagrams whose source a net.PacketConn
+	// reported as something other than an IP address and port. On a client
+	// Conn it counts datagrams of any kind from a source other than the
+	// server, which only a socket not connected at the kernel level
+	// receives (a net.PacketConn that is not a *net.UDPConn). 0 on a server
+	// Conn.
 	UnknownPeerDrops uint64
 	// MalformedDrops counts datagrams with an unknown kind or a length that
 	// does not fit their kind (including DATA over MaxFrameBytes).
@@ -161,15 +191,20 @@ type Stats struct {
 	BacklogDrops uint64
 	// KernelDrops counts datagrams the kernel discarded because the
 	// socket's receive buffer was full (SO_RXQ_OVFL, socket(7); Linux only,
-	// 0 elsewhere). The kernel reports the count along with the next
-	// datagram it delivers, so drops after the last delivered datagram are
-	// not visible yet. A server-side Conn reports its Listener's socket.
+	// 0 elsewhere, and 0 on a net.PacketConn that is not a *net.UDPConn,
+	// whose ReadFrom carries no control messages). The kernel reports the
+	// count along with the next datagram it delivers, so drops after the
+	// last delivered datagram are not visible yet. A server-side Conn
+	// reports its Listener's socket.
 	KernelDrops uint64
 	// ReadBufferRequestedBytes and ReadBufferGrantedBytes are the SO_RCVBUF
-	// size asked for and the size getsockopt reports afterwards. Linux
-	// reports twice the usable size (it counts its bookkeeping overhead) and
-	// caps the request at net.core.rmem_max, so a grant below twice the
-	// request means the cap bit. Granted is 0 where it cannot be read.
+	// size asked for and the size getsockopt reports afterwards, in bytes.
+	// Linux reports twice the usable size (it counts its bookkeeping
+	// overhead) and caps the request at net.core.rmem_max, so a grant below
+	// twice the request means the cap bit. Requested is 0 when nothing was
+	// asked for (a net.PacketConn without SetReadBuffer and
+	// SetWriteBuffer); Granted is 0 where it cannot be read (no
+	// SyscallConn, or not Linux), meaning unknown.
 	ReadBufferRequestedBytes, ReadBufferGrantedBytes int
 	// WriteBufferRequestedBytes and WriteBufferGrantedBytes are the same
 	// for SO_SNDBUF (capped at net.core.wmem_max on Linux).
@@ -186,109 +221,151 @@ func (s Stats) Dropped() uint64 {
 
 // Transport is the "udp" transport. Its methods are safe for concurrent use.
 type Transport struct {
+	cfg  transports.Config
 	opts Options // as given; defaults are applied by Listen and Dial
 }
 
 var _ transports.Transport = (*Transport)(nil)
 
 // New returns a udp Transport configured by opts (zero fields mean their
-// defaults).
+// defaults) over the zero transports.Config: sockets as a zero
+// net.ListenConfig opens them. Invalid opts are reported by Listen and
+// Dial.
 func New(opts Options) transports.Transport { return &Transport{opts: opts} }
+
+// NewWithConfig returns a udp Transport that opens its sockets with
+// cfg.OpenPacket and is configured by opts. Socket buffer sizes are taken,
+// for SO_RCVBUF and SO_SNDBUF separately, from the first that is nonzero of
+// Options.ReadBufferBytes (WriteBufferBytes), cfg.ReadBufferBytes
+// (WriteBufferBytes) and DefaultSocketBufferBytes: the transport's own
+// Options are the more specific setting, cfg's the one shared by every
+// transport. The other fields of cfg (Dial, Listen, TLS) are not used. It
+// returns an error for a cfg that cfg.Validate refuses or for invalid opts
+// (a negative field, IdleTimeout not above KeepaliveInterval), and opens
+// nothing.
+func NewWithConfig(cfg transports.Config, opts Options) (transports.Transport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("udp: %w", err)
+	}
+	t := &Transport{cfg: cfg, opts: opts}
+	if _, err := t.options(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// NewFromConfig is NewWithConfig(cfg, Options{}): the "udp" transport of
+// the registry (transports.Constructor).
+func NewFromConfig(cfg transports.Config) (transports.Transport, error) {
+	return NewWithConfig(cfg, Options{})
+}
+
+// options returns the Options that Listen and Dial use: t.opts, with the
+// buffer sizes of t.cfg where t.opts leaves them zero, then the defaults.
+func (t *Transport) options() (Options, error) {
+	o := t.opts
+	if o.ReadBufferBytes == 0 {
+		o.ReadBufferBytes = t.cfg.ReadBufferBytes
+	}
+	if o.WriteBufferBytes == 0 {
+		o.WriteBufferBytes = t.cfg.WriteBufferBytes
+	}
+	return o.withDefaults()
+}
 
 // Name returns "udp".
 func (t *Transport) Name() string { return Name }
 
 // Caps reports an unreliable, unordered, unencrypted datagram transport
-// whose frames are at most MaxFrameBytes. Each client holds one connected
-// socket; the server's one socket serves every peer.
+// whose frames are at most MaxFrameBytes. Each client holds one socket;
+// the server's one socket serves every peer.
 func (t *Transport) Caps() transports.Caps {
 	return transports.Caps{Datagram: true, MaxFrame: MaxFrameBytes, ClientFDs: 1, ServerFDs: 0}
 }
 
-// Listen opens an unconnected UDP socket on addr ("127.0.0.1:0" picks a
-// free port) and starts demultiplexing it. ctx bounds only the set-up. The
-// result is a *Listener.
+// Listen opens the server's socket with the Config's OpenPacket(ctx,
+// "udp", addr) ("127.0.0.1:0" picks a free port) and starts demultiplexing
+// it; the socket must not be connected. ctx bounds only the set-up. The
+// result is a *Listener. Errors: invalid Options, the socket's opening, or,
+// on a *net.UDPConn, setting its buffer sizes or SO_RXQ_OVFL; the socket is
+// closed again on an error.
 func (t *Transport) Listen(ctx context.Context, addr string) (transports.Listener, error) {
-	opts, err := t.opts.withDefaults()
+	opts, err := t.options()
 	if err != nil {
 		return nil, err
 	}
-	var lc net.ListenConfig
-	pc, err := lc.ListenPacket(ctx, "udp", addr)
+	pc, err := t.cfg.OpenPacket(ctx, "udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("udp: listen %s: %w", addr, err)
 	}
-	sock := pc.(*net.UDPConn)
+	sock := newSocket(pc)
 	sizes, err := configureSocket(sock, opts)
 	if err != nil {
-		sock.Close()
+		pc.Close()
 		return nil, fmt.Errorf("udp: listen %s: %w", addr, err)
 	}
 	return newListener(opts, sock, sizes), nil
 }
 
-// Dial opens a connected UDP socket to addr and performs the HELLO
-// handshake, resending HELLO every Options.HelloInterval until the
-// HELLO-ACK arrives or ctx is done. It fails with an error wrapping
-// syscall.ECONNREFUSED when nothing listens on addr (or the Listener is
-// closed), and with one wrapping ctx.Err() when no answer comes in time.
-// The result is a *Conn.
+// Dial opens the client's socket with the Config's OpenPacket(ctx, "udp",
+// local), where local is 127.0.0.1:0 or [::1]:0 for a server on IPv4 or
+// IPv6 loopback and ":0" otherwise, and performs the HELLO handshake,
+// resending HELLO every Options.HelloInterval until the HELLO-ACK arrives
+// or ctx is done. addr is host:port; an empty or unspecified host means
+// this machine, as with net.Dial. The result is a *Conn.
+//
+// A *net.UDPConn is connected to the server at the kernel level (connect(2)
+// on Unix), so that the kernel delivers only the server's datagrams and
+// Dial fails promptly with an error wrapping syscall.ECONNREFUSED when
+// nothing listens on addr. Any other net.PacketConn stays unconnected:
+// datagrams from other sources are dropped and counted
+// (Stats.UnknownPeerDrops), and since no ICMP error reaches it, a Dial to
+// an address where nothing listens ends only when ctx is done. Either way
+// a closed Listener answers BYE, which Dial reports as ECONNREFUSED, and
+// an unanswered Dial fails with an error wrapping ctx.Err().
 func (t *Transport) Dial(ctx context.Context, addr string) (transports.Conn, error) {
-	opts, err := t.opts.withDefaults()
+	opts, err := t.options()
 	if err != nil {
 		return nil, err
 	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "udp", addr)
+	server, err := resolveServer(ctx, addr)
 	if err != nil {
 		return nil, fmt.Errorf("udp: dial %s: %w", addr, err)
 	}
-	sock := nc.(*net.UDPConn)
+	pc, err := t.cfg.OpenPacket(ctx, "udp", localFor(server))
+	if err != nil {
+		return nil, fmt.Errorf("udp: dial %s: %w", addr, err)
+	}
+	sock := newSocket(pc)
 	sizes, err := configureSocket(sock, opts)
 	if err != nil {
-		sock.Close()
+		pc.Close()
 		return nil, fmt.Errorf("udp: dial %s: %w", addr, err)
 	}
-	c := newClientConn(opts, sock, sizes, rand.Uint64())
+	var local net.Addr
+	if sock.uc != nil {
+		la, connected, err := connectSocket(sock.uc, server)
+		if err != nil {
+			pc.Close()
+			return nil, fmt.Errorf("udp: dial %s: %w", addr, err)
+		}
+		sock.connected = connected
+		if la.IsValid() {
+			local = net.UDPAddrFromAddrPort(la)
+		}
+	}
+	c := newClientConn(opts, sock, server, local, sizes, rand.Uint64())
 	if err := c.handshake(ctx); err != nil {
 		c.timer.Stop()
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			// The server may have created a session whose HELLO-ACK was lost.
-			sock.Write(byeDatagram)
+			sock.write(byeDatagram, c.raddr, c.remote)
 		}
-		sock.Close()
+		pc.Close()
 		return nil, fmt.Errorf("udp: dial %s: %w", addr, err)
 	}
 	c.startTimer()
 	return c, nil
-}
-
-// configureSocket requests the socket buffer sizes, reads back what was
-// granted and enables the kernel drop counter where there is one.
-func configureSocket(sock *net.UDPConn, opts Options) (bufferSizes, error) {
-	s := bufferSizes{readRequested: opts.ReadBufferBytes, writeRequested: opts.WriteBufferBytes}
-	if err := sock.SetReadBuffer(opts.ReadBufferBytes); err != nil {
-		return s, fmt.Errorf("set SO_RCVBUF: %w", err)
-	}
-	if err := sock.SetWriteBuffer(opts.WriteBufferBytes); err != nil {
-		return s, fmt.Errorf("set SO_SNDBUF: %w", err)
-	}
-	s.readGranted, s.writeGranted = grantedBuffers(sock)
-	if err := enableDropCounter(sock); err != nil {
-		return s, fmt.Errorf("enable SO_RXQ_OVFL: %w", err)
-	}
-	return s, nil
-}
-
-// bufferSizes records the socket buffer sizes requested and granted.
-type bufferSizes struct {
-	readRequested, readGranted   int
-	writeRequested, writeGranted int
-}
-
-func (b bufferSizes) fill(s *Stats) {
-	s.ReadBufferRequestedBytes, s.ReadBufferGrantedBytes = b.readRequested, b.readGranted
-	s.WriteBufferRequestedBytes, s.WriteBufferGrantedBytes = b.writeRequested, b.writeGranted
 }
 
 // epoch anchors now: time.Since reads the monotonic clock.
@@ -297,6 +374,3 @@ var epoch = time.Now()
 // now is monotonic time in nanoseconds since epoch, cheap enough for every
 // datagram and storable in an atomic.Int64.
 func now() int64 { return int64(time.Since(epoch)) }
-
-// NewFromConfig builds the "udp" transport from cfg with default Options.
-func NewFromConfig(cfg transports.Config) (transports.Transport, error) { return New(Options{}), nil }

@@ -479,8 +479,9 @@ func (c *Conn) LocalAddr() net.Addr {
 	return c.sock.pc.LocalAddr()
 }
 
-// Dropped is Stats().Dropped(): datagrams from this peer discarded by this
-// package.
+// Dropped is Stats().Dropped(): datagrams this package discarded on this
+// Conn's behalf (on a client, those from sources other than the server
+// included).
 func (c *Conn) Dropped() uint64 { return c.Stats().Dropped() }
 
 // ReadBufferBytes returns the SO_RCVBUF size requested and the size the

@@ -102,10 +102,10 @@ type Options struct {
 	AcceptBacklog int
 	// ReadBufferBytes is the SO_RCVBUF size, in bytes, requested for every
 	// socket (see "Sockets" in the package doc for a net.PacketConn that is
-	// not a *net.UDPConn). The kernel may grant less
-	// (Linux caps it at net.core.rmem_max); Stats reports what it granted.
-	// Default: transports.Config.ReadBufferBytes when the Transport comes
-	// from NewWithConfig and that is nonzero, else 4 MiB.
+	// not a *net.UDPConn). The kernel may grant less (Linux caps it at
+	// net.core.rmem_max); Stats reports what it granted. Default:
+	// transports.Config.ReadBufferBytes when the Transport comes from
+	// NewWithConfig or NewFromConfig and that is nonzero, else 4 MiB.
 	ReadBufferBytes int
 	// WriteBufferBytes is the SO_SNDBUF size, in bytes, requested for every
 	// socket. Default: transports.Config.WriteBufferBytes when nonzero, else

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 
 	"github.com/spf13/pflag"
 
@@ -20,12 +21,14 @@ const (
 	programName = "evbench"
 )
 
+// usage is the top-level help, `evbench help`.
 const usage = `evbench measures socket.io-style events over TCP, UDP, WebSocket and
 QUIC: fan-out latency, throughput and missed events, per transport, side by
 side.
 
 Usage:
   evbench run [flags]       benchmark one or more transports on loopback
+  evbench serve [flags]     serve the Hub on each transport for remote clients
   evbench check FILE...     check the invariants of results CSV files
   evbench version           print the version and VCS revision
   evbench help [command]    show help
@@ -33,12 +36,36 @@ Usage:
 Run 'evbench help COMMAND' (or 'evbench COMMAND --help') for its flags.
 `
 
+// serveCmd is `evbench serve` (serve.go) on the systems that have it: it
+// is set at init where the process can read its own CPU time and peak RSS
+// (getrusage, every unix), and stays nil elsewhere (Windows), where serve
+// is refused by name.
+var serveCmd func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+
+// interruptNote is what main prints to stderr on the first SIGINT or
+// SIGTERM for the command line args (without the program name): what the
+// command does on its way out. A second signal always exits at once.
+func interruptNote(args []string) string {
+	cmd := ""
+	if len(args) > 0 {
+		cmd = args[0]
+	}
+	switch cmd {
+	case "run":
+		return "evbench: interrupted: writing what was measured (interrupt again to exit at once)"
+	case "serve":
+		return "evbench: interrupted: closing the listeners and connections (interrupt again to exit at once)"
+	}
+	return "evbench: interrupted (interrupt again to exit at once)"
+}
+
 // Main runs the evbench command line with args (without the program name),
 // writing the results table and help to stdout and progress and errors to
 // stderr, and returns the exit code: 0 ok, 1 failed measurement, 2 usage
-// error, 130 interrupted (ctx cancelled; the rows measured so far are still
-// reported and written). It returns only when everything it started has
-// ended, so tests can call it in-process.
+// error, 130 a run interrupted (ctx cancelled; the rows measured so far are
+// still reported and written). Serve runs until ctx is cancelled and then
+// returns 0. It returns only when everything it started has ended, so tests
+// can call it in-process.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return mainExit(ctx, args, stdout, stderr, nil)
 }
@@ -54,6 +81,9 @@ func mainExit(ctx context.Context, args []string, stdout, stderr io.Writer, exit
 		"run":     func(args []string) int { return runCmd(ctx, args, stdout, stderr, exitEarly) },
 		"check":   func(args []string) int { return checkCmd(ctx, args, stdout, stderr) },
 		"version": func(args []string) int { return versionCmd(args, stdout, stderr) },
+	}
+	if serveCmd != nil {
+		commands["serve"] = func(args []string) int { return serveCmd(ctx, args, stdout, stderr) }
 	}
 	switch name := args[0]; name {
 	case "--version":
@@ -74,6 +104,10 @@ func mainExit(ctx context.Context, args []string, stdout, stderr io.Writer, exit
 	default:
 		if cmd := commands[name]; cmd != nil {
 			return cmd(args[1:])
+		}
+		if name == "serve" {
+			fmt.Fprintf(stderr, "evbench: serve is not available on %s (it needs getrusage)\n", runtime.GOOS)
+			return exitUsage
 		}
 		fmt.Fprintf(stderr, "evbench: unknown command %q\nRun 'evbench help' for usage.\n", name)
 		return exitUsage

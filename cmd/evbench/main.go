@@ -15,15 +15,18 @@ func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	note := interruptNote(os.Args[1:])
 	go func() {
 		<-sig
-		// The first signal ends the measurement window; the run drains for
-		// at most a second and writes what it measured. From here on the
-		// default action applies, so a second signal ends the process in
-		// the kernel at once, however busy the process is.
+		// The first signal cancels ctx: a run ends its measurement window,
+		// drains for at most a second and writes what it measured; serve
+		// closes its listeners and connections and exits 0. The command
+		// says which (interruptNote). From here on the default action
+		// applies, so a second signal ends the process in the kernel at
+		// once, however busy the process is.
 		signal.Reset(os.Interrupt, syscall.SIGTERM)
 		cancel()
-		fmt.Fprintln(os.Stderr, "evbench: interrupted: writing what was measured (interrupt again to exit at once)")
+		fmt.Fprintln(os.Stderr, note)
 		<-sig // a second signal that arrived before Reset took effect
 		os.Exit(exitSignal)
 	}()

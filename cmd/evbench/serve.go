@@ -1,0 +1,409 @@
+//go:build unix
+
+// `evbench serve` reads the process's CPU time and peak RSS with getrusage,
+// which Windows lacks; there the command is absent (see serveCmd in cli.go).
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/evbench/evbench/bench"
+	"github.com/evbench/evbench/results"
+	"github.com/evbench/evbench/transports"
+)
+
+func init() { serveCmd = runServe }
+
+// serveHelp is the text of `evbench serve --help` before the flags. Its
+// lines fit in 80 columns.
+const serveHelp = `Usage: evbench serve [flags]
+
+Serves the evbench Hub (rooms, events, acks, STATS) on each transport named,
+for clients in other processes or on other hosts, until SIGINT or SIGTERM.
+--listen is loopback unless told otherwise. With port 0 each transport gets
+a free port of its own; with a port P the transports get the consecutive
+ports P, P+1, ... in the order named.
+
+Once every transport listens, stdout gets one line per transport, in the
+order named, and then nothing more:
+
+  listening transport=tcp addr=127.0.0.1:40123
+
+Each line is the word "listening" and key=value pairs, one space apart, in
+this order; no value holds a space, and a reader ignores keys it does not
+know (more may be appended). Errors, and a summary per transport at exit,
+go to stderr.
+
+The encrypted transports (tcp+tls, wss, quic, quic-dgram) present the
+process's in-memory self-signed certificate, valid for 127.0.0.1, ::1 and
+localhost, unless --cert and --key name another; --cert-out writes the
+self-signed certificate for the clients to trust, before the first
+"listening" line.
+
+--stats-out writes at exit, atomically, one JSON object:
+
+  schema          1
+  started         when the listeners opened, RFC 3339 in UTC
+  served_s        seconds served, from then to the interrupt
+  cpu_user_s      the process's user CPU time, in seconds (getrusage)
+  cpu_system_s    the process's system CPU time, in seconds
+  peak_rss_bytes  the process's peak resident set size, in bytes
+  environment     {version, revision, go_version, gomaxprocs, kernel,
+                  platform}: the build and the host
+  transports      one object per transport, in the order named:
+                  {transport, addr, stats}, where stats holds the Hub's
+                  final settings and counters under the keys of a STATS
+                  answer (send_queue, slow_consumer, conns, ...,
+                  queue_drops, closed_clean, closed_error, closed_slow)
+
+Exit status: 0 stopped by SIGINT or SIGTERM (listeners and connections
+closed), 1 a transport could not listen (such as a port in use; those
+already listening are closed) or a file could not be written, 2 usage error
+(a bad flag, or an output path that cannot be written). A second interrupt
+exits at once with 130.
+
+Flags:
+`
+
+// serveOptions are the flags of `evbench serve`.
+type serveOptions struct {
+	transports   []string
+	listen       string
+	sendQueue    int
+	slowConsumer string
+	cert, key    string
+	certOut      string
+	statsOut     string
+}
+
+// serveFlags binds the flags of serve to o, with the defaults of run's
+// server (bench.Scenario's WithDefaults) and the transport registry.
+func serveFlags(o *serveOptions) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("evbench serve", pflag.ContinueOnError)
+	sc := bench.Scenario{}.WithDefaults()
+	fs.StringSliceVar(&o.transports, "transports", transports.Names(),
+		"comma-separated transports to serve, each on a port of its own")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:0",
+		"HOST:PORT to listen on; port 0 gives each transport a free port, a port P gives them P, P+1, ... in the order named")
+	fs.IntVar(&o.sendQueue, "send-queue", sc.SendQueue,
+		fmt.Sprintf("server send queue per connection, in frames, 1 to %d", bench.MaxSendQueue))
+	fs.StringVar(&o.slowConsumer, "slow-consumer", sc.SlowConsumer.String(),
+		"what the server does when a send queue is full: drop-oldest or disconnect (drops are counted)")
+	fs.StringVar(&o.cert, "cert", "",
+		"PEM certificate (chain) file for the encrypted transports; needs --key (default: the in-memory self-signed one)")
+	fs.StringVar(&o.key, "key", "", "PEM private key file of --cert")
+	fs.StringVar(&o.certOut, "cert-out", "",
+		"write the in-memory self-signed certificate as PEM to this file, atomically, for the clients to trust (default: no file)")
+	fs.StringVar(&o.statsOut, "stats-out", "",
+		"write the served addresses, the Hubs' final counters, CPU time and peak RSS as JSON to this file at exit, atomically (default: no file)")
+	fs.SortFlags = false
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), serveHelp+fs.FlagUsagesWrapped(80))
+	}
+	return fs
+}
+
+// servePlan is what the flags ask for, checked: the transports to serve,
+// in order, the address for each, and the Hubs' configuration.
+type servePlan struct {
+	trs   []transports.Transport
+	addrs []string
+	hub   transports.HubConfig
+}
+
+// validate checks the flags and turns them into a servePlan. It opens no
+// socket; it reads --cert and --key and probes the output paths.
+func (o *serveOptions) validate() (*servePlan, error) {
+	plan := &servePlan{hub: transports.HubConfig{SendQueue: o.sendQueue}}
+	if o.sendQueue < 1 || o.sendQueue > bench.MaxSendQueue {
+		return nil, fmt.Errorf("--send-queue must be between 1 and %d frames, got %d", bench.MaxSendQueue, o.sendQueue)
+	}
+	switch o.slowConsumer {
+	case transports.DropOldest.String():
+		plan.hub.SlowConsumer = transports.DropOldest
+	case transports.Disconnect.String():
+		plan.hub.SlowConsumer = transports.Disconnect
+	default:
+		return nil, fmt.Errorf("--slow-consumer must be drop-oldest or disconnect, got %q", o.slowConsumer)
+	}
+
+	var cfg transports.Config
+	switch {
+	case o.cert != "" && o.key == "":
+		return nil, errors.New("--cert needs --key, the file of its private key")
+	case o.key != "" && o.cert == "":
+		return nil, errors.New("--key needs --cert, the file of its certificate")
+	case o.cert != "" && o.certOut != "":
+		return nil, errors.New("--cert-out writes the in-memory self-signed certificate, which --cert replaces: give the clients --cert's file instead")
+	case o.cert != "":
+		pair, err := tls.LoadX509KeyPair(o.cert, o.key)
+		if err != nil {
+			return nil, fmt.Errorf("--cert %s --key %s: %w", o.cert, o.key, err)
+		}
+		cfg.ServerTLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	}
+
+	if len(o.transports) == 0 {
+		return nil, errors.New("--transports names no transport")
+	}
+	seen := map[string]bool{}
+	for _, name := range o.transports {
+		name = strings.TrimSpace(name)
+		if seen[name] {
+			return nil, fmt.Errorf("--transports names %q twice", name)
+		}
+		seen[name] = true
+		tr, err := transports.New(name, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("--transports: %w", err)
+		}
+		plan.trs = append(plan.trs, tr)
+	}
+
+	addrs, err := listenAddrs(o.listen, len(plan.trs))
+	if err != nil {
+		return nil, err
+	}
+	plan.addrs = addrs
+
+	for _, out := range []struct{ flag, path string }{{"--cert-out", o.certOut}, {"--stats-out", o.statsOut}} {
+		if out.path == "" {
+			continue
+		}
+		if err := probeOutput(out.flag, out.path); err != nil {
+			return nil, err
+		}
+	}
+	if o.certOut != "" && o.certOut == o.statsOut {
+		return nil, fmt.Errorf("--cert-out and --stats-out name the same file %s", o.certOut)
+	}
+	return plan, nil
+}
+
+// listenAddrs returns the n addresses that --listen hostPort stands for:
+// n times port 0, or the consecutive ports from the one given.
+func listenAddrs(hostPort string, n int) ([]string, error) {
+	host, portStr, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q is not HOST:PORT: %w", hostPort, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q: the port must be a number from 0 to 65535", hostPort)
+	}
+	if port > 0 && int(port)+n-1 > 65535 {
+		return nil, fmt.Errorf("--listen %q: %d transports need the ports %d to %d, past 65535", hostPort, n, port, int(port)+n-1)
+	}
+	addrs := make([]string, n)
+	for i := range addrs {
+		p := int(port)
+		if p > 0 {
+			p += i
+		}
+		addrs[i] = net.JoinHostPort(host, strconv.Itoa(p))
+	}
+	return addrs, nil
+}
+
+// probeOutput reports, before anything listens, an output path given with
+// flag whose file could not be written: anything but a regular file, or in
+// a directory that does not exist or is not writable. It creates and
+// removes a probe file next to path and leaves a file at path untouched.
+func probeOutput(flag, path string) error {
+	resolved, err := results.OutputPath(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", flag, err)
+	}
+	dir := filepath.Dir(resolved)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(resolved)+".probe-*")
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("%s %s: cannot create a file in %s: %w", flag, path, dir, err)
+	}
+	f.Close()
+	if err := os.Remove(f.Name()); err != nil {
+		return fmt.Errorf("%s %s: %w", flag, path, err)
+	}
+	return nil
+}
+
+// serveReport is the JSON document --stats-out writes; serveHelp documents
+// it.
+type serveReport struct {
+	Schema       int              `json:"schema"`
+	Started      time.Time        `json:"started"`
+	ServedS      float64          `json:"served_s"`
+	CPUUserS     float64          `json:"cpu_user_s"`
+	CPUSystemS   float64          `json:"cpu_system_s"`
+	PeakRSSBytes int64            `json:"peak_rss_bytes"`
+	Environment  serveEnvironment `json:"environment"`
+	Transports   []servedStats    `json:"transports"`
+}
+
+// serveReportSchema is serveReport's Schema; it changes when a field
+// changes meaning or goes away, not when one is added.
+const serveReportSchema = 1
+
+// serveEnvironment is bench.Environment under snake_case JSON keys.
+type serveEnvironment struct {
+	Version    string `json:"version"`
+	Revision   string `json:"revision"`
+	GoVersion  string `json:"go_version"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	Kernel     string `json:"kernel"`
+	Platform   string `json:"platform"`
+}
+
+// servedStats is one transport of a serveReport: where it listened and its
+// Hub's final settings and counters.
+type servedStats struct {
+	Transport string                 `json:"transport"`
+	Addr      string                 `json:"addr"`
+	Stats     transports.ServerStats `json:"stats"`
+}
+
+// processUsage returns the process's user and system CPU time, in seconds,
+// and its peak resident set size, in bytes, from getrusage(RUSAGE_SELF).
+func processUsage() (user, system float64, peakRSS int64, err error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, 0, 0, fmt.Errorf("getrusage: %w", err)
+	}
+	user = time.Duration(ru.Utime.Nano()).Seconds()
+	system = time.Duration(ru.Stime.Nano()).Seconds()
+	peakRSS = int64(ru.Maxrss)
+	if runtime.GOOS != "darwin" && runtime.GOOS != "ios" {
+		peakRSS *= 1024 // KiB elsewhere; bytes on Apple's systems
+	}
+	return user, system, peakRSS, nil
+}
+
+// runServe is `evbench serve` (see serveHelp): it listens on every
+// transport named, prints a "listening" line per transport to stdout and
+// serves until ctx is done, then closes the listeners and the Hubs, writes
+// --stats-out and returns 0.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var o serveOptions
+	fs := serveFlags(&o)
+	help, err := parseFlags(fs, args, stdout)
+	if help {
+		return exitOK
+	}
+	// A Hub holds a file descriptor per connection on the stream
+	// transports: the soft limit goes up to the hard one, as for run.
+	bench.RaiseFileLimit()
+	var plan *servePlan
+	if err == nil {
+		plan, err = o.validate()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "evbench serve: %v\nRun 'evbench serve --help' for usage.\n", err)
+		return exitUsage
+	}
+
+	if o.certOut != "" {
+		pem, err := transports.SelfSignedCertPEM()
+		if err == nil {
+			err = results.WriteFileAtomic(o.certOut, func(w io.Writer) error {
+				_, err := w.Write(pem)
+				return err
+			})
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "evbench serve: --cert-out: %v\n", err)
+			return exitFailed
+		}
+	}
+
+	servers := make([]*bench.Server, 0, len(plan.trs))
+	defer func() {
+		for _, s := range servers {
+			s.Close()
+		}
+	}()
+	for i, tr := range plan.trs {
+		s, err := bench.StartServer(ctx, tr, plan.addrs[i], plan.hub)
+		if err != nil {
+			if ctx.Err() != nil {
+				fmt.Fprintln(stderr, "evbench serve: interrupted before every transport listened")
+				return exitOK
+			}
+			// The error names the transport and the address.
+			fmt.Fprintf(stderr, "evbench serve: %v\n", err)
+			return exitFailed
+		}
+		servers = append(servers, s)
+	}
+	started := time.Now()
+	var lines bytes.Buffer
+	for i, s := range servers {
+		fmt.Fprintf(&lines, "listening transport=%s addr=%s\n", plan.trs[i].Name(), s.Addr())
+	}
+	stdout.Write(lines.Bytes())
+	fmt.Fprintf(stderr, "evbench serve: serving %s until SIGINT or SIGTERM\n", plural(len(servers), "transport"))
+
+	<-ctx.Done()
+	served := time.Since(started)
+	report := serveReport{
+		Schema:     serveReportSchema,
+		Started:    started.UTC(),
+		ServedS:    served.Seconds(),
+		Transports: make([]servedStats, len(servers)),
+	}
+	for i, s := range servers {
+		s.Close()
+		st := s.Stats()
+		report.Transports[i] = servedStats{Transport: plan.trs[i].Name(), Addr: s.Addr().String(), Stats: st}
+		fmt.Fprintf(stderr, "evbench serve: %s %s: closed_clean=%d closed_error=%d closed_slow=%d queue_drops=%d reply_drops=%d oversize_drops=%d protocol_errors=%d accept_errors=%d\n",
+			plan.trs[i].Name(), s.Addr(), st.ClosedClean, st.ClosedError, st.ClosedSlow,
+			st.QueueDrops, st.ReplyDrops, st.OversizeDrops, st.ProtocolErrors, st.AcceptErrors)
+	}
+	env := bench.HostEnvironment()
+	report.Environment = serveEnvironment{
+		Version: env.Version, Revision: env.Revision, GoVersion: env.GoVersion,
+		GOMAXPROCS: env.GOMAXPROCS, Kernel: env.Kernel, Platform: env.Platform,
+	}
+	code := exitOK
+	user, system, rss, err := processUsage()
+	if err != nil {
+		fmt.Fprintf(stderr, "evbench serve: %v\n", err)
+		code = exitFailed
+	}
+	report.CPUUserS, report.CPUSystemS, report.PeakRSSBytes = user, system, rss
+	fmt.Fprintf(stderr, "evbench serve: served %.1fs, cpu user %.2fs system %.2fs, peak rss %.1f MiB\n",
+		served.Seconds(), user, system, float64(rss)/(1<<20))
+
+	if o.statsOut != "" {
+		err := results.WriteFileAtomic(o.statsOut, func(w io.Writer) error {
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			return enc.Encode(report)
+		})
+		if err != nil {
+			fmt.Fprintf(stderr, "evbench serve: --stats-out: %v\n", err)
+			return exitFailed
+		}
+		fmt.Fprintf(stderr, "evbench serve: wrote the stats to %s\n", o.statsOut)
+	}
+	return code
+}

@@ -147,7 +147,10 @@ func TestRunHelp(t *testing.T) {
 		"send-queue":       {"frames", "(default 4096)"},
 		"slow-consumer":    {"drop-oldest or disconnect", `(default "drop-oldest")`},
 		"connect-timeout":  {"connect", "(default 10s)"},
-		"out":              {"CSV", "- for stdout", "default: no file"},
+		"server":           {"evbench serve", "HOST:PORT", "transport=HOST:PORT", "the server's own"},
+		"ca":               {"PEM", "--cert-out", "system's roots"},
+		"insecure":         {"--server", "do not verify"},
+		"out":              {"CSV", "schema v2", "- for stdout", "default: no file"},
 		"quiet":            {"no table", "stderr", "needs -o"},
 	}
 	var o runOptions

@@ -22,9 +22,9 @@ type inbound struct {
 	stream bool // p is a stream buffer, to be handed back to free
 }
 
-// dgramConn is a "quic-dgram" Conn. Event frames travel as DATAGRAM frames,
-// other frames on the stream; one goroutine reads the stream and one
-// receives datagrams, both feeding in.
+// dgramConn is a "quic-dgram" Conn. WriteFrame's frames travel on the
+// stream, WriteDatagram's as DATAGRAM frames; one goroutine reads the stream
+// and one receives datagrams, both feeding in.
 type dgramConn struct {
 	*base
 	in        chan inbound
@@ -35,10 +35,10 @@ type dgramConn struct {
 
 	held    []byte // stream buffer last returned by ReadFrame
 	holding bool   // held is to be handed back to free
-	wbuf    []byte // length + control frame, reused
+	wbuf    []byte // length + frame for the stream, reused
 }
 
-var _ transports.Conn = (*dgramConn)(nil)
+var _ transports.DatagramConn = (*dgramConn)(nil)
 
 func newDgramConn(b *base) *dgramConn {
 	c := &dgramConn{
@@ -57,7 +57,7 @@ func newDgramConn(b *base) *dgramConn {
 	return c
 }
 
-// readStream feeds control frames from the stream to in until the stream
+// readStream feeds the frames from the stream to in until the stream
 // fails or the Conn is closed.
 func (c *dgramConn) readStream() {
 	fr := lenprefix.NewReader(bufio.NewReaderSize(c.st, DatagramMaxFrameBytes+lenprefix.PrefixBytes), DatagramMaxFrameBytes)
@@ -104,26 +104,15 @@ func (c *dgramConn) receiveDatagrams() {
 	}
 }
 
-// WriteFrame sends an event frame (transports.FrameMayDrop) as one QUIC
-// DATAGRAM frame and any other frame on the stream, length-prefixed. A
-// frame of either kind over DatagramMaxFrameBytes (Caps().MaxFrame) is an
-// error wrapping transports.ErrFrameTooLarge and nothing is sent; so is an
-// event frame quic-go refuses because the path's packets are smaller than
-// 1280 bytes. Every control frame of the protocol is far smaller. After
-// Close the error wraps net.ErrClosed. It blocks while quic-go's datagram
-// send queue (32 frames) is full, and while flow control holds the stream.
+// WriteFrame sends p on the stream, length-prefixed: reliably and in order
+// with the other frames WriteFrame sends (Caps().ReliableControl), whatever
+// p holds. A frame over DatagramMaxFrameBytes (Caps().MaxFrame) is an error
+// wrapping transports.ErrFrameTooLarge and nothing is sent. It blocks while
+// flow control holds the stream (a peer that does not read). After Close the
+// error wraps net.ErrClosed.
 func (c *dgramConn) WriteFrame(p []byte) error {
 	if len(p) > DatagramMaxFrameBytes {
 		return tooLarge("frame", len(p), DatagramMaxFrameBytes)
-	}
-	if transports.FrameMayDrop(p) {
-		if err := c.qc.SendDatagram(p); err != nil {
-			if tl, ok := errors.AsType[*quicgo.DatagramTooLargeError](err); ok {
-				return tooLarge("event frame", len(p), int(tl.MaxDatagramPayloadSize))
-			}
-			return c.wrap("write", err)
-		}
-		return nil
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -132,6 +121,29 @@ func (c *dgramConn) WriteFrame(p []byte) error {
 	}
 	c.wbuf = lenprefix.Append(c.wbuf[:0], p)
 	if _, err := c.st.Write(c.wbuf); err != nil {
+		return c.wrap("write", err)
+	}
+	return nil
+}
+
+// WriteDatagram sends p as one QUIC DATAGRAM frame (RFC 9221), which the
+// network may lose and quic-go never retransmits (transports.DatagramConn).
+// A frame over DatagramMaxFrameBytes is an error wrapping
+// transports.ErrFrameTooLarge and nothing is sent; so is a frame quic-go
+// refuses because the path's packets are smaller than 1280 bytes. It blocks
+// while quic-go's datagram send queue (32 frames) is full. quic-go copies
+// p. After Close the error wraps net.ErrClosed.
+func (c *dgramConn) WriteDatagram(p []byte) error {
+	if len(p) > DatagramMaxFrameBytes {
+		return tooLarge("datagram", len(p), DatagramMaxFrameBytes)
+	}
+	if c.ctx.Err() != nil {
+		return c.wrap("write", nil)
+	}
+	if err := c.qc.SendDatagram(p); err != nil {
+		if tl, ok := errors.AsType[*quicgo.DatagramTooLargeError](err); ok {
+			return tooLarge("datagram", len(p), int(tl.MaxDatagramPayloadSize))
+		}
 		return c.wrap("write", err)
 	}
 	return nil

@@ -1,16 +1,52 @@
 // Package quic carries evbench frames over QUIC (RFC 9000) with quic-go, in
 // two ways registered as two transports:
 //
-//   - "quic" (Stream): one QUIC connection per client and one bidirectional
-//     stream, opened by the client, that carries every frame in both
-//     directions. Each frame is a 4-byte big-endian length followed by that
-//     many bytes. Writes are buffered; Flush (transports.Flusher) sends them.
-//   - "quic-dgram" (Datagram): the same connection and stream for control
-//     frames, plus QUIC DATAGRAM frames (RFC 9221) for event frames (EMIT and
-//     EVENT, see transports.FrameMayDrop), which are never retransmitted.
+//   - "quic" (NameStream; Stream, NewStream): one QUIC connection per client
+//     and one bidirectional stream, opened by the client, that carries every
+//     frame in both directions. Each frame is a 4-byte big-endian length
+//     followed by that many bytes. Writes are buffered; Flush
+//     (transports.Flusher) sends them.
+//   - "quic-dgram" (NameDatagram; Datagram, NewDatagram): the same
+//     connection and stream, on which WriteFrame sends every frame (reliable
+//     and ordered), plus WriteDatagram (transports.DatagramConn), which sends
+//     one frame as a QUIC DATAGRAM frame (RFC 9221), never retransmitted. The
+//     Hub and the Client send EVENT and EMIT frames through WriteDatagram
+//     (transports.WriteEvent); the transport never looks inside a frame.
 //
-// Both use TLS 1.3 with the process's self-signed certificate
-// (transports/internal/selfsigned) and ALPN "evbench" (RFC 7301).
+// Both use TLS 1.3 and ALPN "evbench" (RFC 7301).
+//
+// # Network
+//
+// A transport built by NewStream or NewDatagram reaches the network only
+// through its transports.Config; Stream and Datagram are the transports of
+// the zero Config:
+//
+//   - Sockets: the Listener's UDP socket comes from Config.OpenPacket(ctx,
+//     "udp", addr), and each Dial's from Config.OpenPacket(ctx, "udp",
+//     local), where local is "127.0.0.1:0" or "[::1]:0" when the server's
+//     address is an IPv4 or IPv6 loopback address and ":0" otherwise. The
+//     socket is handed to a quic-go Transport, which upgrades a
+//     *net.UDPConn itself (batch reads and writes, GSO, ECN, path MTU
+//     discovery) and uses any other net.PacketConn through ReadFrom and
+//     WriteTo, with path MTU discovery only when it also has SyscallConn
+//     (for the don't-fragment bit). A Dial's socket belongs to its Conn; the
+//     Listener's is closed once the Listener and every Conn it returned are
+//     closed.
+//   - TLS: the server's configuration is Config.ServerTLSConfig(ALPN) and
+//     the clients' Config.ClientTLSConfig(ALPN): by default the process's
+//     in-memory self-signed certificate (transports/internal/selfsigned) on
+//     both ends. The client verifies the server's certificate against the
+//     host of Dial's addr (a name, or an IP address) unless the client
+//     configuration names a ServerName.
+//   - Socket buffers: quic-go asks for 7 MiB of SO_RCVBUF and SO_SNDBUF on
+//     every socket with SetReadBuffer and SetWriteBuffer methods (a
+//     *net.UDPConn), raising smaller buffers and keeping larger ones. A
+//     nonzero Config.ReadBufferBytes or WriteBufferBytes replaces that
+//     choice, larger or smaller: it is requested once quic-go has set its
+//     own (on the Listener's socket before Listen returns, on a Dial's
+//     right after the handshake), and the kernel may grant less (Linux caps
+//     it at net.core.rmem_max and wmem_max). Zero keeps quic-go's. A socket
+//     without these methods keeps the buffers it has.
 //
 // # Connection set-up
 //
@@ -30,9 +66,9 @@
 // KeepAlivePeriod 5 s, EnableDatagrams only for "quic-dgram". Everything
 // else is quic-go's default and nothing is disabled: flow-control windows of
 // 512 KiB growing to 6 MiB per stream and 15 MiB per connection, 100
-// incoming streams of each kind, path MTU discovery on, an initial packet
-// size of 1280 bytes (falling back to 1200 where the path refuses 1280),
-// quic-go's default congestion control.
+// incoming streams of each kind, path MTU discovery on (where the socket
+// allows it), an initial packet size of 1280 bytes (falling back to 1200
+// where the path refuses 1280), quic-go's default congestion control.
 //
 // # Closing
 //
@@ -45,13 +81,15 @@
 // A read ended by the peer's Close wraps io.EOF; every operation after Close
 // wraps net.ErrClosed.
 //
-// On systems where quic-go cannot raise the UDP socket buffers it logs one
-// warning per process (set QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true to
-// silence it); that is quic-go's own once-only log line.
+// Where quic-go cannot raise a socket's buffers (a socket without
+// SetReadBuffer, such as a wrapper, or a kernel limit) it logs one warning
+// per process (set QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true to silence
+// it); that is quic-go's own once-only log line.
 package quic
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -62,11 +100,20 @@ import (
 	quicgo "github.com/quic-go/quic-go"
 
 	"github.com/evbench/evbench/transports"
-	"github.com/evbench/evbench/transports/internal/selfsigned"
 )
 
 // ALPN is the application protocol (RFC 7301) both ends negotiate.
 const ALPN = "evbench"
+
+// Names under which the transports register (package transports/all).
+const (
+	// NameStream is the name of the "quic" transport: every frame on one
+	// QUIC stream per client.
+	NameStream = "quic"
+	// NameDatagram is the name of the "quic-dgram" transport: WriteFrame on
+	// the stream, WriteDatagram as QUIC DATAGRAM frames.
+	NameDatagram = "quic-dgram"
+)
 
 // Limits and timeouts of both transports.
 const (
@@ -74,18 +121,19 @@ const (
 	// largest event payload plus 64 KiB for its header and names.
 	StreamMaxFrameBytes = transports.MaxPayloadBytes + 64<<10
 
-	// DatagramMaxFrameBytes is Caps().MaxFrame of "quic-dgram", in bytes,
-	// for frames of every kind: the largest event frame that it sends as
-	// one QUIC DATAGRAM frame. It is the payload limit quic-go's SendDatagram
-	// reports (in a DatagramTooLargeError) at its initial packet size of
-	// 1280 bytes, on IPv4 and IPv6 alike: 1280 minus 1 byte of short header,
-	// 20 of connection ID (the longest allowed; quic-go's own are 4) and 16
-	// of AEAD tag; TestDatagramLimit measures it. Path MTU discovery may
-	// later raise quic-go's limit; evbench does not use the extra room, so
-	// results do not depend on when discovery finished. On a path that
-	// forces quic-go's 1200-byte fallback the limit is 80 bytes lower, and
-	// WriteFrame reports the larger frames with ErrFrameTooLarge rather than
-	// dropping them.
+	// DatagramMaxFrameBytes is Caps().MaxFrame of "quic-dgram", in bytes:
+	// the largest frame that WriteDatagram sends as one QUIC DATAGRAM
+	// frame, and, so that one limit covers both ways of writing, the
+	// largest that WriteFrame accepts. It is the payload limit quic-go's
+	// SendDatagram reports (in a DatagramTooLargeError) at its initial
+	// packet size of 1280 bytes, on IPv4 and IPv6 alike: 1280 minus 1 byte
+	// of short header, 20 of connection ID (the longest allowed; quic-go's
+	// own are 4) and 16 of AEAD tag; TestDatagramLimit measures it. Path
+	// MTU discovery may later raise quic-go's limit; evbench does not use
+	// the extra room, so results do not depend on when discovery finished.
+	// On a path that forces quic-go's 1200-byte fallback the limit is 80
+	// bytes lower, and WriteDatagram reports the larger frames with
+	// ErrFrameTooLarge rather than dropping them.
 	DatagramMaxFrameBytes = 1243
 
 	// HandshakeIdleTimeout bounds the QUIC handshake's silences (quic-go
@@ -120,24 +168,31 @@ const (
 	streamCodeBye quicgo.StreamErrorCode = 0 // STOP_SENDING from Close
 )
 
-// Stream returns the "quic" transport: every frame on one bidirectional
-// QUIC stream per client, length-prefixed, with buffered writes (its Conns
-// implement transports.Flusher). Caps: reliable, ordered, encrypted,
-// MaxFrame = StreamMaxFrameBytes.
-func Stream() transports.Transport { return &transport{dgram: false} }
+// Stream returns the "quic" transport of the zero transports.Config
+// (NewStream(transports.Config{})): every frame on one bidirectional QUIC
+// stream per client, length-prefixed, with buffered writes (its Conns
+// implement transports.Flusher). Caps: Reliable, ReliableControl, Ordered,
+// Encrypted, MaxFrame = StreamMaxFrameBytes.
+func Stream() transports.Transport { return &transport{} }
 
-// Datagram returns the "quic-dgram" transport: event frames (EMIT, EVENT) as
-// QUIC DATAGRAM frames (RFC 9221), every other frame on one bidirectional
-// stream per client. Caps: not reliable, not ordered, datagram, encrypted,
-// MaxFrame = DatagramMaxFrameBytes.
+// Datagram returns the "quic-dgram" transport of the zero transports.Config
+// (NewDatagram(transports.Config{})). Its Conns implement
+// transports.DatagramConn: WriteFrame sends every frame on one
+// bidirectional stream per client, length-prefixed, reliable and in order;
+// WriteDatagram sends one frame as a QUIC DATAGRAM frame (RFC 9221), which
+// is never retransmitted; ReadFrame returns frames of both kinds in the
+// order they reach this package. Caps: ReliableControl (WriteFrame), not
+// Reliable and not Ordered (WriteDatagram's frames may be lost, and overtake
+// or fall behind the stream's), Datagram, Encrypted, MaxFrame =
+// DatagramMaxFrameBytes.
 //
-// WriteFrame of any frame over DatagramMaxFrameBytes returns an error
-// wrapping transports.ErrFrameTooLarge, as transports.Caps requires of
-// MaxFrame, although the stream could carry larger control frames; the
-// protocol's control frames are at most a few hundred bytes.
+// WriteFrame of a frame over DatagramMaxFrameBytes returns an error wrapping
+// transports.ErrFrameTooLarge, as transports.Caps requires of MaxFrame,
+// although the stream could carry larger frames; the protocol's control
+// frames are at most a few hundred bytes.
 //
 // Where datagrams are lost besides the network: quic-go queues at most 32
-// outgoing datagrams per connection, and WriteFrame blocks (it does not
+// outgoing datagrams per connection, and WriteDatagram blocks (it does not
 // drop) while that queue is full, so a sender is paced by quic-go's
 // congestion control; quic-go discards a queued datagram that no longer fits
 // a packet if the packet size shrinks. On receipt, quic-go queues at most
@@ -146,6 +201,40 @@ func Stream() transports.Transport { return &transport{dgram: false} }
 // ReadFrame, so a reader that falls more than about 144 frames behind loses
 // events. The protocol above counts such losses by sequence number.
 func Datagram() transports.Transport { return &transport{dgram: true} }
+
+// NewStream builds the "quic" transport (see Stream) from cfg: sockets from
+// cfg.OpenPacket, TLS from cfg.ServerTLSConfig and cfg.ClientTLSConfig,
+// socket buffers from cfg.ReadBufferBytes and cfg.WriteBufferBytes (see the
+// package documentation); cfg's Dial and Listen are not used. It returns an
+// error for a Config it cannot use: one that cfg.Validate refuses, or a
+// ServerTLS or ClientTLS whose MaxVersion is below TLS 1.3, which QUIC
+// requires (RFC 9001).
+func NewStream(cfg transports.Config) (transports.Transport, error) {
+	return newTransport(cfg, false)
+}
+
+// NewDatagram builds the "quic-dgram" transport (see Datagram) from cfg, as
+// NewStream does, with the same checks of cfg.
+func NewDatagram(cfg transports.Config) (transports.Transport, error) {
+	return newTransport(cfg, true)
+}
+
+func newTransport(cfg transports.Config, dgram bool) (*transport, error) {
+	t := &transport{dgram: dgram, cfg: cfg}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", t.Name(), err)
+	}
+	for _, c := range []struct {
+		field string
+		conf  *tls.Config
+	}{{"ServerTLS", cfg.ServerTLS}, {"ClientTLS", cfg.ClientTLS}} {
+		if c.conf != nil && c.conf.MaxVersion != 0 && c.conf.MaxVersion < tls.VersionTLS13 {
+			return nil, fmt.Errorf("%s: transport config: %s.MaxVersion is %s, but QUIC requires TLS 1.3",
+				t.Name(), c.field, tls.VersionName(c.conf.MaxVersion))
+		}
+	}
+	return t, nil
+}
 
 // Config returns the quic-go configuration both ends use; datagrams sets
 // EnableDatagrams (RFC 9221). See the package documentation for the values.
@@ -158,20 +247,28 @@ func Config(datagrams bool) *quicgo.Config {
 	}
 }
 
-type transport struct{ dgram bool }
+// transport is "quic", or "quic-dgram" when dgram, reaching the network
+// through cfg.
+type transport struct {
+	dgram bool
+	cfg   transports.Config
+}
 
 var _ transports.Transport = (*transport)(nil)
 
+// Name is NameStream or NameDatagram.
 func (t *transport) Name() string {
 	if t.dgram {
-		return "quic-dgram"
+		return NameDatagram
 	}
-	return "quic"
+	return NameStream
 }
 
 // Caps reports, for "quic", a reliable, ordered, encrypted stream, and for
-// "quic-dgram" encrypted datagrams. Each Dial holds its own UDP socket; the
-// Listener's one socket serves every peer.
+// "quic-dgram" an encrypted connection whose WriteFrame is reliable and
+// ordered (ReliableControl) and whose WriteDatagram may lose frames
+// (Datagram; neither Reliable nor Ordered). Each Dial holds its own UDP
+// socket; the Listener's one socket serves every peer.
 func (t *transport) Caps() transports.Caps {
 	if t.dgram {
 		return transports.Caps{ReliableControl: true, Encrypted: true, Datagram: true, MaxFrame: DatagramMaxFrameBytes, ClientFDs: 1, ServerFDs: 0}
@@ -203,38 +300,47 @@ func (t *transport) newConn(qc *quicgo.Conn, st *quicgo.Stream, release func()) 
 }
 
 // Dial connects to a "quic" or "quic-dgram" Listener at addr. The local UDP
-// socket is bound to the loopback address of the same family when addr is a
-// loopback address, and to the unspecified address otherwise; it belongs to
-// the Conn and is closed with it. ctx bounds the handshake and the opening
-// of the stream.
+// socket comes from the Config's OpenPacket, bound to the loopback address
+// of the same family when addr is a loopback address and to ":0" otherwise;
+// it belongs to the Conn and is closed with it. ctx bounds the opening of
+// the socket, the handshake and the opening of the stream.
 func (t *transport) Dial(ctx context.Context, addr string) (transports.Conn, error) {
 	raddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s dial %s: %w", t.Name(), addr, err)
 	}
-	var laddr *net.UDPAddr
+	local := ":0"
 	if raddr.IP.IsLoopback() {
-		laddr = &net.UDPAddr{IP: net.IPv6loopback}
+		local = "[::1]:0"
 		if raddr.IP.To4() != nil {
-			laddr = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
+			local = "127.0.0.1:0"
 		}
 	}
-	udp, err := net.ListenUDP("udp", laddr)
+	tlsConf, err := t.cfg.ClientTLSConfig(ALPN)
 	if err != nil {
 		return nil, fmt.Errorf("%s dial %s: %w", t.Name(), addr, err)
 	}
-	tlsConf, err := selfsigned.ClientConfig(ALPN)
+	if host, _, err := net.SplitHostPort(addr); err == nil && tlsConf.ServerName == "" && net.ParseIP(host) == nil {
+		// quic-go would verify the resolved IP address instead.
+		tlsConf.ServerName = host
+	}
+	pc, err := t.openPacket(ctx, local)
 	if err != nil {
-		udp.Close()
 		return nil, fmt.Errorf("%s dial %s: %w", t.Name(), addr, err)
 	}
-	tr := &quicgo.Transport{Conn: udp}
+	tr := &quicgo.Transport{Conn: pc}
 	release := func() {
 		tr.Close()
-		udp.Close()
+		pc.Close()
 	}
 	qc, err := tr.Dial(ctx, raddr, tlsConf, Config(t.dgram))
 	if err != nil {
+		release()
+		return nil, fmt.Errorf("%s dial %s: %w", t.Name(), addr, err)
+	}
+	// After the handshake: quic-go has set its own buffers by now.
+	if err := t.setBuffers(pc); err != nil {
+		qc.CloseWithError(codeSetup, "socket set-up failed")
 		release()
 		return nil, fmt.Errorf("%s dial %s: %w", t.Name(), addr, err)
 	}
@@ -250,38 +356,40 @@ func (t *transport) Dial(ctx context.Context, addr string) (transports.Conn, err
 	return t.newConn(qc, st, release), nil
 }
 
-// Listen binds a UDP socket on addr and accepts QUIC connections on it.
-// Closing the Listener stops the QUIC listener at once; the socket itself is
-// closed once the Listener and every Conn it returned are closed, because
-// closing it earlier would cut accepted Conns off without a
-// CONNECTION_CLOSE.
+// Listen opens a UDP socket on addr with the Config's OpenPacket and accepts
+// QUIC connections on it. Closing the Listener stops the QUIC listener at
+// once; the socket itself is closed once the Listener and every Conn it
+// returned are closed, because closing it earlier would cut accepted Conns
+// off without a CONNECTION_CLOSE. ctx bounds only the opening of the socket.
 func (t *transport) Listen(ctx context.Context, addr string) (transports.Listener, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	laddr, err := net.ResolveUDPAddr("udp", addr)
+	tlsConf, err := t.cfg.ServerTLSConfig(ALPN)
 	if err != nil {
 		return nil, fmt.Errorf("%s listen %s: %w", t.Name(), addr, err)
 	}
-	tlsConf, err := selfsigned.ServerConfig(ALPN)
+	pc, err := t.openPacket(ctx, addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s listen %s: %w", t.Name(), addr, err)
 	}
-	udp, err := net.ListenUDP("udp", laddr)
-	if err != nil {
-		return nil, fmt.Errorf("%s listen %s: %w", t.Name(), addr, err)
-	}
-	tr := &quicgo.Transport{Conn: udp}
+	tr := &quicgo.Transport{Conn: pc}
 	ln, err := tr.Listen(tlsConf, Config(t.dgram))
+	if err == nil {
+		// quic-go has set its own buffers in Listen; these replace them.
+		if err = t.setBuffers(pc); err != nil {
+			ln.Close()
+		}
+	}
 	if err != nil {
 		tr.Close()
-		udp.Close()
+		pc.Close()
 		return nil, fmt.Errorf("%s listen %s: %w", t.Name(), addr, err)
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	l := &listener{
 		t:      t,
-		udp:    udp,
+		pc:     pc,
 		tr:     tr,
 		ln:     ln,
 		ctx:    lctx,
@@ -294,10 +402,43 @@ func (t *transport) Listen(ctx context.Context, addr string) (transports.Listene
 	return l, nil
 }
 
+// openPacket opens a UDP socket bound to addr with the Config's
+// OpenPacket.
+func (t *transport) openPacket(ctx context.Context, addr string) (net.PacketConn, error) {
+	pc, err := t.cfg.OpenPacket(ctx, "udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if pc == nil {
+		return nil, errors.New("transport config: ListenPacket returned neither a socket nor an error")
+	}
+	return pc, nil
+}
+
+// setBuffers requests the Config's nonzero socket buffer sizes on pc, if
+// it has the methods to set them (see the package documentation).
+func (t *transport) setBuffers(pc net.PacketConn) error {
+	if n := t.cfg.ReadBufferBytes; n > 0 {
+		if s, ok := pc.(interface{ SetReadBuffer(int) error }); ok {
+			if err := s.SetReadBuffer(n); err != nil {
+				return fmt.Errorf("setting SO_RCVBUF to %d bytes: %w", n, err)
+			}
+		}
+	}
+	if n := t.cfg.WriteBufferBytes; n > 0 {
+		if s, ok := pc.(interface{ SetWriteBuffer(int) error }); ok {
+			if err := s.SetWriteBuffer(n); err != nil {
+				return fmt.Errorf("setting SO_SNDBUF to %d bytes: %w", n, err)
+			}
+		}
+	}
+	return nil
+}
+
 // listener hands connections that completed their set-up to Accept.
 type listener struct {
 	t      *transport
-	udp    *net.UDPConn
+	pc     net.PacketConn
 	tr     *quicgo.Transport
 	ln     *quicgo.Listener
 	ctx    context.Context // cancelled by Close
@@ -370,7 +511,7 @@ func (l *listener) release() {
 	l.mu.Unlock()
 	if last {
 		l.tr.Close()
-		l.udp.Close()
+		l.pc.Close()
 	}
 }
 
@@ -394,7 +535,7 @@ func (l *listener) Accept(ctx context.Context) (transports.Conn, error) {
 }
 
 // Addr is the UDP address clients Dial.
-func (l *listener) Addr() net.Addr { return l.udp.LocalAddr() }
+func (l *listener) Addr() net.Addr { return l.pc.LocalAddr() }
 
 // Close stops accepting, closes connections not yet returned by Accept and
 // unblocks Accept. Accepted Conns stay open. It waits for the listener's
@@ -524,15 +665,3 @@ func (b *base) wrap(op string, err error) error {
 func tooLarge(what string, n, max int) error {
 	return fmt.Errorf("quic: %s of %d bytes: %w (max %d)", what, n, transports.ErrFrameTooLarge, max)
 }
-
-// Registry names.
-const (
-	NameStream   = "quic"
-	NameDatagram = "quic-dgram"
-)
-
-// NewStream builds the "quic" transport from cfg.
-func NewStream(cfg transports.Config) (transports.Transport, error) { return Stream(), nil }
-
-// NewDatagram builds the "quic-dgram" transport from cfg.
-func NewDatagram(cfg transports.Config) (transports.Transport, error) { return Datagram(), nil }

@@ -108,6 +108,14 @@ func send(c transports.Conn, p []byte) <-chan error {
 	return errc
 }
 
+// sendDatagram writes p with c's WriteDatagram in a goroutine; c must be a
+// quic-dgram Conn.
+func sendDatagram(c transports.Conn, p []byte) <-chan error {
+	errc := make(chan error, 1)
+	go func() { errc <- c.(transports.DatagramConn).WriteDatagram(p) }()
+	return errc
+}
+
 // readWithin reads one frame, failing the test after testTimeout.
 func readWithin(t testing.TB, c transports.Conn) ([]byte, error) {
 	t.Helper()
@@ -132,13 +140,27 @@ func readWithin(t testing.TB, c transports.Conn) ([]byte, error) {
 }
 
 func TestNameAndCaps(t *testing.T) {
+	streamCaps := transports.Caps{Reliable: true, ReliableControl: true, Ordered: true, Encrypted: true, MaxFrame: transports.MaxPayloadBytes + 64<<10, ClientFDs: 1, ServerFDs: 0}
+	dgramCaps := transports.Caps{ReliableControl: true, Encrypted: true, Datagram: true, MaxFrame: DatagramMaxFrameBytes, ClientFDs: 1, ServerFDs: 0}
+	fromConfig := func(newT transports.Constructor) transports.Transport {
+		tr, err := newT(transports.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
 	tests := []struct {
 		tr   transports.Transport
 		name string
 		caps transports.Caps
 	}{
-		{Stream(), "quic", transports.Caps{Reliable: true, Ordered: true, Encrypted: true, MaxFrame: transports.MaxPayloadBytes + 64<<10, ClientFDs: 1, ServerFDs: 0}},
-		{Datagram(), "quic-dgram", transports.Caps{Encrypted: true, Datagram: true, MaxFrame: DatagramMaxFrameBytes, ClientFDs: 1, ServerFDs: 0}},
+		{Stream(), "quic", streamCaps},
+		{fromConfig(NewStream), "quic", streamCaps},
+		{Datagram(), "quic-dgram", dgramCaps},
+		{fromConfig(NewDatagram), "quic-dgram", dgramCaps},
+	}
+	if NameStream != "quic" || NameDatagram != "quic-dgram" {
+		t.Errorf("NameStream, NameDatagram = %q, %q", NameStream, NameDatagram)
 	}
 	for _, tt := range tests {
 		tr := tt.tr
@@ -147,6 +169,21 @@ func TestNameAndCaps(t *testing.T) {
 		}
 		if tr.Caps() != tt.caps {
 			t.Errorf("%s: Caps() = %+v, want %+v", tt.name, tr.Caps(), tt.caps)
+		}
+	}
+}
+
+// TestDatagramConn checks that only quic-dgram's Conns have WriteDatagram.
+func TestDatagramConn(t *testing.T) {
+	for _, tt := range []struct {
+		tr   transports.Transport
+		want bool
+	}{{Stream(), false}, {Datagram(), true}} {
+		client, server := pair(t, tt.tr)
+		for _, c := range []transports.Conn{client, server} {
+			if _, ok := c.(transports.DatagramConn); ok != tt.want {
+				t.Errorf("%s: Conn implements DatagramConn: %v, want %v", tt.tr.Name(), ok, tt.want)
+			}
 		}
 	}
 }
@@ -166,18 +203,38 @@ func TestFlusher(t *testing.T) {
 	}
 }
 
-// TestRoundTrip sends frames both ways; on quic-dgram the event frames
-// travel as datagrams, which loopback does not lose at this rate.
+// written is a frame and how it is written: with WriteFrame, or with
+// WriteDatagram when datagram.
+type written struct {
+	p        []byte
+	datagram bool
+}
+
+// write starts writing w.p on c (see send and sendDatagram).
+func (w written) write(c transports.Conn) <-chan error {
+	if w.datagram {
+		return sendDatagram(c, w.p)
+	}
+	return send(c, w.p)
+}
+
+// TestRoundTrip sends frames both ways; on quic-dgram some travel as
+// datagrams, which loopback does not lose at this rate.
 func TestRoundTrip(t *testing.T) {
 	tests := []struct {
 		tr     transports.Transport
-		frames func(t *testing.T) [][]byte
+		frames func(t *testing.T) []written
 	}{
-		{Stream(), func(t *testing.T) [][]byte {
-			return [][]byte{{}, {1}, controlFrame(100), eventFrame(t, 500), controlFrame(70_000), controlFrame(1 << 20)}
+		{Stream(), func(t *testing.T) []written {
+			return []written{{p: []byte{}}, {p: []byte{1}}, {p: controlFrame(100)}, {p: eventFrame(t, 500)}, {p: controlFrame(70_000)}, {p: controlFrame(1 << 20)}}
 		}},
-		{Datagram(), func(t *testing.T) [][]byte {
-			return [][]byte{{}, {1}, controlFrame(100), eventFrame(t, 500), controlFrame(DatagramMaxFrameBytes), eventFrame(t, DatagramMaxFrameBytes)}
+		{Datagram(), func(t *testing.T) []written {
+			return []written{
+				{p: []byte{}}, {p: []byte{1}}, {p: controlFrame(100)}, {p: eventFrame(t, 500)},
+				{p: controlFrame(DatagramMaxFrameBytes)}, {p: eventFrame(t, DatagramMaxFrameBytes)},
+				{p: []byte{2}, datagram: true}, {p: controlFrame(100), datagram: true}, {p: eventFrame(t, 500), datagram: true},
+				{p: controlFrame(DatagramMaxFrameBytes), datagram: true}, {p: eventFrame(t, DatagramMaxFrameBytes), datagram: true},
+			}
 		}},
 	}
 	for _, tt := range tests {
@@ -188,17 +245,17 @@ func TestRoundTrip(t *testing.T) {
 				name     string
 				from, to transports.Conn
 			}{{"client to server", client, server}, {"server to client", server, client}} {
-				for i, want := range frames {
-					errc := send(dir.from, want)
+				for i, w := range frames {
+					errc := w.write(dir.from)
 					got, err := readWithin(t, dir.to)
 					if err != nil {
 						t.Fatalf("%s: frame %d: ReadFrame: %v", dir.name, i, err)
 					}
 					if err := <-errc; err != nil {
-						t.Fatalf("%s: WriteFrame(%d bytes): %v", dir.name, len(want), err)
+						t.Fatalf("%s: writing %d bytes (datagram: %v): %v", dir.name, len(w.p), w.datagram, err)
 					}
-					if !bytes.Equal(got, want) {
-						t.Fatalf("%s: frame %d: got %d bytes, want %d bytes equal to those sent", dir.name, i, len(got), len(want))
+					if !bytes.Equal(got, w.p) {
+						t.Fatalf("%s: frame %d: got %d bytes, want %d bytes equal to those sent", dir.name, i, len(got), len(w.p))
 					}
 				}
 			}
@@ -250,26 +307,29 @@ func TestStreamBuffersUntilFlush(t *testing.T) {
 
 func TestSizeLimits(t *testing.T) {
 	tests := []struct {
-		name    string
-		tr      transports.Transport
-		frame   func(t *testing.T) []byte
-		tooBig  bool
-		arrives bool
+		name     string
+		tr       transports.Transport
+		frame    func(t *testing.T) []byte
+		datagram bool // written with WriteDatagram
+		tooBig   bool
+		arrives  bool
 	}{
-		{"quic largest frame", Stream(), func(*testing.T) []byte { return controlFrame(StreamMaxFrameBytes) }, false, true},
-		{"quic frame one over", Stream(), func(*testing.T) []byte { return controlFrame(StreamMaxFrameBytes + 1) }, true, false},
-		{"dgram largest event", Datagram(), func(t *testing.T) []byte { return eventFrame(t, DatagramMaxFrameBytes) }, false, true},
-		{"dgram event one over", Datagram(), func(t *testing.T) []byte { return eventFrame(t, DatagramMaxFrameBytes+1) }, true, false},
-		{"dgram 2000-byte event", Datagram(), func(t *testing.T) []byte { return eventFrame(t, 2000) }, true, false},
-		{"dgram largest control", Datagram(), func(*testing.T) []byte { return controlFrame(DatagramMaxFrameBytes) }, false, true},
-		{"dgram control one over", Datagram(), func(*testing.T) []byte { return controlFrame(DatagramMaxFrameBytes + 1) }, true, false},
-		{"dgram 2000-byte control", Datagram(), func(*testing.T) []byte { return controlFrame(2000) }, true, false},
+		{"quic largest frame", Stream(), func(*testing.T) []byte { return controlFrame(StreamMaxFrameBytes) }, false, false, true},
+		{"quic frame one over", Stream(), func(*testing.T) []byte { return controlFrame(StreamMaxFrameBytes + 1) }, false, true, false},
+		{"dgram largest datagram", Datagram(), func(t *testing.T) []byte { return eventFrame(t, DatagramMaxFrameBytes) }, true, false, true},
+		{"dgram datagram one over", Datagram(), func(t *testing.T) []byte { return eventFrame(t, DatagramMaxFrameBytes+1) }, true, true, false},
+		{"dgram 2000-byte datagram", Datagram(), func(t *testing.T) []byte { return eventFrame(t, 2000) }, true, true, false},
+		{"dgram largest frame", Datagram(), func(*testing.T) []byte { return controlFrame(DatagramMaxFrameBytes) }, false, false, true},
+		{"dgram largest event-shaped frame", Datagram(), func(t *testing.T) []byte { return eventFrame(t, DatagramMaxFrameBytes) }, false, false, true},
+		{"dgram frame one over", Datagram(), func(*testing.T) []byte { return controlFrame(DatagramMaxFrameBytes + 1) }, false, true, false},
+		{"dgram 2000-byte frame", Datagram(), func(*testing.T) []byte { return controlFrame(2000) }, false, true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			client, server := pair(t, tt.tr)
-			p := tt.frame(t)
-			errc := send(client, p)
+			w := written{p: tt.frame(t), datagram: tt.datagram}
+			p := w.p
+			errc := w.write(client)
 			if tt.arrives {
 				got, err := readWithin(t, server)
 				if err != nil || !bytes.Equal(got, p) {
@@ -278,7 +338,7 @@ func TestSizeLimits(t *testing.T) {
 			}
 			err := <-errc
 			if tt.tooBig != errors.Is(err, transports.ErrFrameTooLarge) {
-				t.Fatalf("WriteFrame(%d bytes) = %v, want ErrFrameTooLarge: %v", len(p), err, tt.tooBig)
+				t.Fatalf("writing %d bytes (datagram: %v) = %v, want ErrFrameTooLarge: %v", len(p), tt.datagram, err, tt.tooBig)
 			}
 			if !tt.tooBig && err != nil {
 				t.Fatal(err)
@@ -375,7 +435,8 @@ func rawListener(t *testing.T, addr string, conf *quicgo.Config) *quicgo.Listene
 }
 
 // TestWireFormat checks, against plain quic-go, the preamble, the length
-// prefix, and which frames of quic-dgram travel as datagrams.
+// prefix, and that quic-dgram sends every WriteFrame on the stream, whatever
+// the frame holds, and only WriteDatagram's frames as datagrams.
 func TestWireFormat(t *testing.T) {
 	tests := []struct {
 		tr       transports.Transport
@@ -408,7 +469,9 @@ func TestWireFormat(t *testing.T) {
 				t.Fatalf("preamble %q, %v; want %q", pre[0], err, tt.preamble)
 			}
 
-			// Client to server: a control frame and an event frame.
+			// Client to server: a control frame and an event frame with
+			// WriteFrame and, on quic-dgram, the event frame again with
+			// WriteDatagram.
 			control, event := controlFrame(DatagramMaxFrameBytes), eventFrame(t, 1000)
 			for _, p := range [][]byte{control, event} {
 				if err := c.WriteFrame(p); err != nil {
@@ -417,6 +480,11 @@ func TestWireFormat(t *testing.T) {
 			}
 			if err := transports.Flush(c); err != nil {
 				t.Fatal(err)
+			}
+			if dgram {
+				if err := c.(transports.DatagramConn).WriteDatagram(event); err != nil {
+					t.Fatal(err)
+				}
 			}
 			readStreamFrame := func() []byte {
 				t.Helper()
@@ -433,13 +501,14 @@ func TestWireFormat(t *testing.T) {
 			if got := readStreamFrame(); !bytes.Equal(got, control) {
 				t.Fatalf("stream carried %d bytes, want the %d-byte control frame", len(got), len(control))
 			}
+			if got := readStreamFrame(); !bytes.Equal(got, event) {
+				t.Fatalf("stream carried %d bytes, want the %d-byte event frame written with WriteFrame", len(got), len(event))
+			}
 			if dgram {
 				got, err := qc.ReceiveDatagram(ctx)
 				if err != nil || !bytes.Equal(got, event) {
-					t.Fatalf("datagram = %d bytes, %v; want the %d-byte event frame", len(got), err, len(event))
+					t.Fatalf("datagram = %d bytes, %v; want the %d-byte event frame written with WriteDatagram", len(got), err, len(event))
 				}
-			} else if got := readStreamFrame(); !bytes.Equal(got, event) {
-				t.Fatalf("stream carried %d bytes, want the %d-byte event frame", len(got), len(event))
 			}
 
 			// Server to client: a length-prefixed frame on the stream and,
@@ -472,12 +541,15 @@ func TestWireFormat(t *testing.T) {
 }
 
 // TestRefusedFramesNotSent checks that refused frames of quic-dgram leave
-// the stream untouched: the next control frame is the first thing on it.
+// the stream untouched: the next frame is the first thing on it.
 func TestRefusedFramesNotSent(t *testing.T) {
 	client, server := pair(t, Datagram())
 	for _, p := range [][]byte{eventFrame(t, 2000), controlFrame(2000)} {
 		if err := client.WriteFrame(p); !errors.Is(err, transports.ErrFrameTooLarge) {
-			t.Fatalf("2000-byte frame (type %d): %v, want ErrFrameTooLarge", p[1], err)
+			t.Fatalf("WriteFrame of a 2000-byte frame (type %d): %v, want ErrFrameTooLarge", p[1], err)
+		}
+		if err := client.(transports.DatagramConn).WriteDatagram(p); !errors.Is(err, transports.ErrFrameTooLarge) {
+			t.Fatalf("WriteDatagram of a 2000-byte frame (type %d): %v, want ErrFrameTooLarge", p[1], err)
 		}
 	}
 	control := controlFrame(DatagramMaxFrameBytes)
@@ -515,6 +587,11 @@ func TestClose(t *testing.T) {
 			}
 			if err := client.WriteFrame(controlFrame(10)); !errors.Is(err, net.ErrClosed) {
 				t.Fatalf("WriteFrame after Close = %v, want net.ErrClosed", err)
+			}
+			if d, ok := client.(transports.DatagramConn); ok {
+				if err := d.WriteDatagram(controlFrame(10)); !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("WriteDatagram after Close = %v, want net.ErrClosed", err)
+				}
 			}
 			if _, err := client.ReadFrame(); !errors.Is(err, net.ErrClosed) {
 				t.Fatalf("ReadFrame after Close = %v, want net.ErrClosed", err)
@@ -716,8 +793,9 @@ func TestReadFrameDoesNotAllocate(t *testing.T) {
 
 // BenchmarkWriteRead streams frames from a client to a server that reads
 // them in another goroutine; ns/op is per frame. quic flushes every 16
-// frames; quic-dgram sends event frames as datagrams and reports how many
-// the receiver lost (quic-go's bounded receive queue) as lost/op.
+// frames; quic-dgram sends event frames with WriteDatagram (through
+// transports.WriteEvent, as the Hub does) and reports how many the receiver
+// lost (quic-go's bounded receive queue) as lost/op.
 func BenchmarkWriteRead(b *testing.B) {
 	tests := []struct {
 		tr    transports.Transport
@@ -755,9 +833,13 @@ func BenchmarkWriteRead(b *testing.B) {
 			}()
 			b.SetBytes(int64(len(p)))
 			b.ReportAllocs()
+			write := client.WriteFrame
+			if tt.event {
+				write = func(p []byte) error { return transports.WriteEvent(client, p) }
+			}
 			sent := 0
 			for b.Loop() {
-				if err := client.WriteFrame(p); err != nil {
+				if err := write(p); err != nil {
 					b.Fatal(err)
 				}
 				sent++
@@ -784,7 +866,7 @@ func BenchmarkWriteRead(b *testing.B) {
 			server.Close()
 			<-readerDone
 			got := int(received.Load())
-			if tt.tr.Caps().Reliable && got != sent {
+			if (tt.tr.Caps().Reliable || !tt.event) && got != sent {
 				b.Fatalf("received %d of %d frames", got, sent)
 			}
 			b.ReportMetric(float64(sent-got)/float64(sent), "lost/op")
@@ -794,8 +876,8 @@ func BenchmarkWriteRead(b *testing.B) {
 
 // BenchmarkRoundTrip measures one frame's round trip on the stream: the
 // client writes and flushes, the server echoes, the client reads. ns/op is
-// the round-trip time. Only control frames: a lost datagram would stall the
-// loop.
+// the round-trip time. Only WriteFrame, never WriteDatagram: a lost datagram
+// would stall the loop.
 func BenchmarkRoundTrip(b *testing.B) {
 	for _, tt := range []struct {
 		tr    transports.Transport

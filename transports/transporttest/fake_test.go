@@ -19,8 +19,14 @@ import (
 // unbuffered Write gives it flow control: a writer blocks until the peer
 // reads. With flaw == "" it meets the whole contract; each other flaw breaks
 // one promise, so that tests can show the suite catches it.
+//
+// With datagram (or flawControlDrops) it stands for quic-dgram instead: its
+// Conns are transports.DatagramConns whose WriteDatagram loses every
+// fakeDatagramDropEvery-th frame, as the network may, and its Caps promise
+// ReliableControl but neither Reliable nor Ordered.
 type fakeTransport struct {
-	flaw flaw
+	flaw     flaw
+	datagram bool
 }
 
 // flaw names one way a fake transport breaks the contract.
@@ -37,12 +43,18 @@ const (
 	flawAcceptNoCtx   flaw = "accept-no-ctx"    // Accept ignores its ctx
 	flawDialNoCtx     flaw = "dial-no-ctx"      // Dial ignores its ctx
 	flawLeaks         flaw = "leaks"            // every Dial leaves a goroutine behind
+	flawControlDrops  flaw = "control-drops"    // a datagram fake that drops every 100th WriteFrame frame while claiming ReliableControl
 )
 
 const (
-	fakeMaxFrame   = 64 << 10
-	fakeFlushBytes = 64 << 10
+	fakeMaxFrame          = 64 << 10
+	fakeFlushBytes        = 64 << 10
+	fakeDatagramDropEvery = 10
 )
+
+// fakeDatagramsDropped counts the frames every datagram fake's WriteDatagram
+// has lost.
+var fakeDatagramsDropped atomic.Int64
 
 // fakeNet maps the addresses of open fake listeners to them. The ports are
 // made up; no socket is opened.
@@ -57,8 +69,14 @@ var leaked = make(chan struct{})
 
 func (f *fakeTransport) Name() string { return "fake-" + string(f.flaw) }
 
+// datagrams reports whether f stands for quic-dgram (see fakeTransport).
+func (f *fakeTransport) datagrams() bool { return f.datagram || f.flaw == flawControlDrops }
+
 func (f *fakeTransport) Caps() transports.Caps {
-	return transports.Caps{Reliable: true, Ordered: true, MaxFrame: fakeMaxFrame}
+	if f.datagrams() {
+		return transports.Caps{ReliableControl: true, Datagram: true, MaxFrame: fakeMaxFrame}
+	}
+	return transports.Caps{Reliable: true, ReliableControl: true, Ordered: true, MaxFrame: fakeMaxFrame}
 }
 
 func (f *fakeTransport) Listen(ctx context.Context, addr string) (transports.Listener, error) {
@@ -85,8 +103,8 @@ func (f *fakeTransport) Dial(ctx context.Context, addr string) (transports.Conn,
 		}
 	}
 	a, b := net.Pipe()
-	client := &fakeConn{flaw: f.flaw, pipe: a}
-	server := &fakeConn{flaw: f.flaw, pipe: b}
+	client := &fakeConn{flaw: f.flaw, datagram: f.datagrams(), pipe: a}
+	server := &fakeConn{flaw: f.flaw, datagram: f.datagrams(), pipe: b}
 	fakeNet.Lock()
 	defer fakeNet.Unlock()
 	l := fakeNet.listeners[addr]
@@ -109,7 +127,7 @@ func (f *fakeTransport) Dial(ctx context.Context, addr string) (transports.Conn,
 	if f.flaw == flawLeaks {
 		go func() { <-leaked }()
 	}
-	return client, nil
+	return client.conn(), nil
 }
 
 type fakeListener struct {
@@ -134,7 +152,7 @@ func (l *fakeListener) Accept(ctx context.Context) (transports.Conn, error) {
 	}
 	select {
 	case c := <-l.queue:
-		return c, nil
+		return c.conn(), nil
 	case <-l.closed:
 		return nil, fmt.Errorf("fake accept: %w", net.ErrClosed)
 	case <-done:
@@ -170,17 +188,27 @@ func (l *fakeListener) Close() error {
 // fakeConn is one end of a fake connection. WriteFrame and Flush touch only
 // the write side, ReadFrame only the read side; Close may run at any time.
 type fakeConn struct {
-	flaw   flaw
-	pipe   net.Conn
-	remote net.Addr
-	closed atomic.Bool
+	flaw     flaw
+	datagram bool // handed out as a fakeDatagramConn
+	pipe     net.Conn
+	remote   net.Addr
+	closed   atomic.Bool
 
 	wbuf    []byte   // encoded frames not yet flushed (writer only)
 	pending [][]byte // flawKeepsBuffer: frames kept by reference (writer only)
-	writes  int      // frames written (writer only)
+	writes  int      // frames written with WriteFrame (writer only)
+	dgrams  int      // frames written with WriteDatagram (writer only)
 
 	hdr  [4]byte // reader only
 	rbuf []byte  // reader only
+}
+
+// conn returns c as the Conn the transport hands out.
+func (c *fakeConn) conn() transports.Conn {
+	if c.datagram {
+		return &fakeDatagramConn{c}
+	}
+	return c
 }
 
 func (c *fakeConn) WriteFrame(p []byte) error {
@@ -194,9 +222,14 @@ func (c *fakeConn) WriteFrame(p []byte) error {
 		p = p[:fakeMaxFrame]
 	}
 	c.writes++
-	if c.flaw == flawDrops && c.writes%100 == 0 {
+	if (c.flaw == flawDrops || c.flaw == flawControlDrops) && c.writes%100 == 0 {
 		return nil
 	}
+	return c.queue(p)
+}
+
+// queue adds p to the frames a Flush sends.
+func (c *fakeConn) queue(p []byte) error {
 	if c.flaw == flawKeepsBuffer {
 		c.pending = append(c.pending, p)
 		return nil
@@ -271,3 +304,26 @@ func (c *fakeConn) Close() error {
 }
 
 func (c *fakeConn) RemoteAddr() net.Addr { return c.remote }
+
+// fakeDatagramConn is a fakeConn of a datagram fake: a
+// transports.DatagramConn.
+type fakeDatagramConn struct{ *fakeConn }
+
+var _ transports.DatagramConn = (*fakeDatagramConn)(nil)
+
+// WriteDatagram queues p like WriteFrame, but loses every
+// fakeDatagramDropEvery-th frame, which DatagramConn allows.
+func (c *fakeDatagramConn) WriteDatagram(p []byte) error {
+	if c.closed.Load() {
+		return c.wrap("write", io.ErrClosedPipe)
+	}
+	if len(p) > fakeMaxFrame {
+		return fmt.Errorf("fake datagram: %d-byte frame: %w (max %d)", len(p), transports.ErrFrameTooLarge, fakeMaxFrame)
+	}
+	c.dgrams++
+	if c.dgrams%fakeDatagramDropEvery == 0 {
+		fakeDatagramsDropped.Add(1)
+		return nil
+	}
+	return c.queue(p)
+}

@@ -22,7 +22,7 @@ const (
 	frameTimeout = 5 * time.Second        // one frame on a reliable transport
 	closeTimeout = 2 * time.Second        // Close itself, and what it must unblock
 	settleDelay  = 50 * time.Millisecond  // lets a goroutine block in ReadFrame or Accept
-	resendAfter  = 200 * time.Millisecond // unreliable: resend a frame not seen by then
+	resendAfter  = 200 * time.Millisecond // unreliable path: resend a frame not seen by then
 	maxSends     = 10                     // unreliable: tries before a frame counts as lost
 	quietTimeout = time.Second            // unreliable: no frame for this long ends a count
 	countTimeout = 20 * time.Second       // receiving one batch of numbered frames
@@ -64,6 +64,26 @@ func writeFlush(c transports.Conn, p []byte) error {
 		return err
 	}
 	return transports.Flush(c)
+}
+
+// write writes p on c: with transports.WriteEvent when event (so with
+// WriteDatagram on a transports.DatagramConn), otherwise with WriteFrame.
+func write(c transports.Conn, p []byte, event bool) error {
+	if event {
+		return transports.WriteEvent(c, p)
+	}
+	return c.WriteFrame(p)
+}
+
+// reliableFrames reports whether caps promise to deliver every frame
+// written with WriteFrame: Reliable, or ReliableControl (reliable and in
+// order, although events written with WriteDatagram are not).
+func reliableFrames(caps transports.Caps) bool { return caps.Reliable || caps.ReliableControl }
+
+// reliablePath reports whether caps promise to deliver every frame written
+// with write(c, p, event).
+func reliablePath(caps transports.Caps, event bool) bool {
+	return caps.Reliable || (!event && caps.ReliableControl)
 }
 
 // syncFrame is the first frame every client sends. It makes the connection
@@ -142,7 +162,8 @@ func checkLoopback(t *testing.T, a net.Addr) {
 
 // newPair listens on loopback, dials, accepts, and has the server read the
 // client's sync frame, so both ends exist and carry frames. Everything is
-// closed when the test ends. On an unreliable transport the sync frame is
+// closed when the test ends. The sync frame is written with WriteFrame;
+// where that may lose it (neither Reliable nor ReliableControl) it is
 // resent until the server has it.
 func newPair(t *testing.T, tr transports.Transport) *pair {
 	t.Helper()
@@ -205,7 +226,7 @@ func newPair(t *testing.T, tr transports.Transport) *pair {
 			}
 			synced = true
 		case <-resend.C:
-			if !p.caps.Reliable {
+			if !reliableFrames(p.caps) {
 				sendSync()
 			}
 		case <-deadline.C:
@@ -299,32 +320,55 @@ func (r *reader) next(t *testing.T, what string) []byte {
 	return res.p
 }
 
-// deliver writes want on w and waits until r returns it, byte for byte. The
-// frame is written from a scratch copy that is zeroed as soon as
-// WriteFrame returns (the caller may reuse p then), before the Flush. On an
-// unreliable transport deliver resends up to maxSends times and skips late
-// copies of the frames in earlier. Any other frame fails the test.
+// deliver writes want on w with WriteFrame and waits until r returns it,
+// byte for byte; see deliverWith.
 func (p *pair) deliver(t *testing.T, w transports.Conn, r *reader, want []byte, earlier [][]byte) {
 	t.Helper()
+	p.deliverWith(t, w, r, want, earlier, false)
+}
+
+// deliverEvent writes want on w with transports.WriteEvent (WriteDatagram
+// on a transports.DatagramConn) and waits until r returns it; see
+// deliverWith.
+func (p *pair) deliverEvent(t *testing.T, w transports.Conn, r *reader, want []byte, earlier [][]byte) {
+	t.Helper()
+	p.deliverWith(t, w, r, want, earlier, true)
+}
+
+// deliverWith writes want on w, with transports.WriteEvent when event and
+// with WriteFrame otherwise, and waits until r returns it, byte for byte.
+// The frame is written from a scratch copy that is zeroed as soon as the
+// write returns (the caller may reuse p then), before the Flush. Where
+// caps do not promise to deliver frames written that way (see reliablePath)
+// deliverWith resends up to maxSends times. On a transport that is not
+// Reliable it skips late copies of the frames in earlier, which an earlier
+// resend may have left in flight. Any other frame fails the test.
+func (p *pair) deliverWith(t *testing.T, w transports.Conn, r *reader, want []byte, earlier [][]byte, event bool) {
+	t.Helper()
+	how := "WriteFrame"
+	if event {
+		how = "transports.WriteEvent"
+	}
+	reliable := reliablePath(p.caps, event)
 	scratch := make([]byte, len(want))
 	sends := 1
-	if !p.caps.Reliable {
+	if !reliable {
 		sends = maxSends
 	}
 	for range sends {
 		copy(scratch, want)
 		err := Within(frameTimeout, func() error {
-			if err := w.WriteFrame(scratch); err != nil {
+			if err := write(w, scratch, event); err != nil {
 				return err
 			}
 			clear(scratch)
 			return transports.Flush(w)
 		})
 		if err != nil {
-			t.Fatalf("writing a %d-byte frame: %v", len(want), err)
+			t.Fatalf("writing a %d-byte frame with %s: %v", len(want), how, err)
 		}
 		wait := frameTimeout
-		if !p.caps.Reliable {
+		if !reliable {
 			wait = resendAfter
 		}
 		for {
@@ -333,7 +377,7 @@ func (p *pair) deliver(t *testing.T, w transports.Conn, r *reader, want []byte, 
 				break
 			}
 			if res.err != nil {
-				t.Fatalf("waiting for a %d-byte frame: ReadFrame: %v", len(want), res.err)
+				t.Fatalf("waiting for a %d-byte frame written with %s: ReadFrame: %v", len(want), how, res.err)
 			}
 			if bytes.Equal(res.p, want) {
 				return
@@ -341,13 +385,16 @@ func (p *pair) deliver(t *testing.T, w transports.Conn, r *reader, want []byte, 
 			if !p.caps.Reliable && containsFrame(earlier, res.p) {
 				continue
 			}
-			t.Fatalf("waiting for a %d-byte frame: %s", len(want), diff(res.p, want))
+			t.Fatalf("waiting for a %d-byte frame written with %s: %s", len(want), how, diff(res.p, want))
 		}
 	}
-	if p.caps.Reliable {
-		t.Fatalf("a %d-byte frame did not arrive within %v", len(want), frameTimeout)
+	switch {
+	case p.caps.Reliable:
+		t.Fatalf("a %d-byte frame written with %s did not arrive within %v", len(want), how, frameTimeout)
+	case reliable:
+		t.Fatalf("a %d-byte frame written with %s did not arrive within %v; Caps().ReliableControl promises every frame written with WriteFrame", len(want), how, frameTimeout)
 	}
-	t.Fatalf("a %d-byte frame was lost %d times in a row on loopback", len(want), sends)
+	t.Fatalf("a %d-byte frame written with %s was lost %d times in a row on loopback", len(want), how, sends)
 }
 
 func containsFrame(frames [][]byte, p []byte) bool {
@@ -375,14 +422,21 @@ func diff(got, want []byte) string {
 
 // Numbered frames carry a sequence number and a filler derived from it, so
 // that a receiver can tell loss, duplication, reordering and corruption
-// apart. Odd numbers look like EVENT frames to transports.FrameMayDrop (a
-// transport such as quic-dgram sends those as datagrams), even numbers do
-// not. Layout: 2 kind bytes, the number (8 bytes, big-endian), filler; the
-// length varies with the number between numberedHeader and maxLen bytes.
+// apart. Odd numbers are written with transports.WriteEvent (WriteDatagram
+// on a transports.DatagramConn, the path that may lose them), even numbers
+// with WriteFrame. Frames are opaque to a transport, so their first two
+// bytes are those of an EVENT frame for numbers 1 and 2 modulo 4 and
+// opaqueKind otherwise: both paths carry both shapes. Layout: 2 kind bytes,
+// the number (8 bytes, big-endian), filler; the length varies with the
+// number between numberedHeader and maxLen bytes.
 const (
 	numberedHeader = 10
 	opaqueKind     = 0xee
 )
+
+// numberedEvent reports whether numbered frame seq is written with
+// transports.WriteEvent rather than WriteFrame.
+func numberedEvent(seq uint64) bool { return seq%2 == 1 }
 
 // numberedMax is the largest numbered frame used with caps.
 func numberedMax(caps transports.Caps) int { return min(caps.MaxFrame, 1024) }
@@ -395,7 +449,7 @@ func fillerByte(seq uint64, i int) byte { return byte(seq*131) ^ byte(i*7+1) }
 
 // appendNumbered appends numbered frame seq to dst.
 func appendNumbered(dst []byte, seq uint64, maxLen int) []byte {
-	if seq%2 == 1 {
+	if seq%4 == 1 || seq%4 == 2 {
 		dst = append(dst, transports.Version, byte(transports.FrameEvent))
 	} else {
 		dst = append(dst, opaqueKind, opaqueKind)
@@ -420,11 +474,12 @@ func parseNumbered(p []byte, maxLen int) (uint64, error) {
 	return seq, nil
 }
 
-// sendNumbered writes frames 0..n-1 on w from a new goroutine, flushing
-// every 16 frames and at the end, and reports the first error (or nil) on
-// the returned channel. On an unreliable transport it sleeps 1 ms every 20
-// frames so that loopback loss stays rare. A blocked write ends when the
-// test closes w.
+// sendNumbered writes frames 0..n-1 on w from a new goroutine, odd ones
+// with transports.WriteEvent and even ones with WriteFrame (see
+// numberedEvent), flushing every 16 frames and at the end, and reports the
+// first error (or nil) on the returned channel. On a transport that is not
+// Reliable it sleeps 1 ms every 20 frames so that loopback loss stays rare.
+// A blocked write ends when the test closes w.
 func sendNumbered(w transports.Conn, caps transports.Caps, n int) <-chan error {
 	errc := make(chan error, 1)
 	go func() {
@@ -432,8 +487,12 @@ func sendNumbered(w transports.Conn, caps transports.Caps, n int) <-chan error {
 		buf := make([]byte, 0, maxLen)
 		for seq := range uint64(n) {
 			buf = appendNumbered(buf[:0], seq, maxLen)
-			if err := w.WriteFrame(buf); err != nil {
-				errc <- fmt.Errorf("WriteFrame #%d: %w", seq, err)
+			if err := write(w, buf, numberedEvent(seq)); err != nil {
+				how := "WriteFrame"
+				if numberedEvent(seq) {
+					how = "WriteEvent"
+				}
+				errc <- fmt.Errorf("%s #%d: %w", how, seq, err)
 				return
 			}
 			if seq%16 == 15 {
@@ -452,23 +511,29 @@ func sendNumbered(w transports.Conn, caps transports.Caps, n int) <-chan error {
 }
 
 // receiveNumbered reads the frames sendNumbered(n) wrote and checks them
-// against caps: every frame intact and numbered below n; on a reliable
-// transport all n, once each, in order when Ordered; on an unreliable one at
-// least 90%, in increasing order when Ordered. It returns how many distinct
-// frames arrived.
+// against caps. Every frame must be intact and numbered below n. On a
+// Reliable transport all n arrive, once each, in order when Ordered. On any
+// other, at least 90% arrive, in increasing order when Ordered; and when
+// ReliableControl, every frame written with WriteFrame (the even numbers)
+// arrives, once, in order among themselves, whatever becomes of the events
+// written with transports.WriteEvent. It returns how many distinct frames
+// arrived.
 func receiveNumbered(t *testing.T, r *reader, caps transports.Caps, n int) int {
 	t.Helper()
 	maxLen := numberedMax(caps)
+	controls := (n + 1) / 2 // frames written with WriteFrame: the even numbers below n
 	seen := make([]bool, n)
-	count, dups := 0, 0
+	count, dups, controlCount := 0, 0, 0
 	var last uint64
 	deadline := time.Now().Add(countTimeout)
 	for count < n {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d of %d frames after %v", count, n, countTimeout)
 		}
+		// Wait for a frame as long as one that was promised is missing.
+		owed := caps.Reliable || (caps.ReliableControl && controlCount < controls)
 		wait := frameTimeout
-		if !caps.Reliable {
+		if !owed {
 			wait = quietTimeout
 		}
 		res, ok := r.poll(wait)
@@ -476,12 +541,16 @@ func receiveNumbered(t *testing.T, r *reader, caps transports.Caps, n int) int {
 			if caps.Reliable {
 				t.Fatalf("%d of %d frames arrived, then none for %v", count, n, wait)
 			}
+			if owed {
+				t.Fatalf("%d of the %d frames written with WriteFrame arrived, then none for %v; Caps().ReliableControl promises them all", controlCount, controls, wait)
+			}
 			break
 		}
 		if res.err != nil {
 			t.Fatalf("ReadFrame after %d of %d frames: %v", count, n, res.err)
 		}
 		seq, err := parseNumbered(res.p, maxLen)
+		control := !numberedEvent(seq)
 		switch {
 		case err != nil:
 			t.Fatalf("after %d of %d frames: %v", count, n, err)
@@ -489,20 +558,27 @@ func receiveNumbered(t *testing.T, r *reader, caps transports.Caps, n int) int {
 			t.Fatalf("frame #%d arrived, but only #0..#%d were written", seq, n-1)
 		case seen[seq] && caps.Reliable:
 			t.Fatalf("frame #%d arrived twice on a reliable transport", seq)
+		case seen[seq] && control && caps.ReliableControl:
+			t.Fatalf("frame #%d, written with WriteFrame, arrived twice; Caps().ReliableControl promises it once", seq)
 		case seen[seq]:
 			dups++
 			continue
 		case caps.Ordered && caps.Reliable && seq != uint64(count):
 			t.Fatalf("frame #%d arrived where #%d was due (lost or reordered)", seq, count)
+		case control && caps.ReliableControl && seq != 2*uint64(controlCount):
+			t.Fatalf("frame #%d, written with WriteFrame, arrived where #%d was due (lost or reordered); Caps().ReliableControl promises every such frame, in order", seq, 2*controlCount)
 		case caps.Ordered && count > 0 && seq < last:
 			t.Fatalf("frame #%d arrived after #%d on an ordered transport", seq, last)
 		}
 		seen[seq] = true
 		last = seq
 		count++
+		if control {
+			controlCount++
+		}
 	}
 	if !caps.Reliable {
-		t.Logf("%d of %d frames arrived, %d duplicates", count, n, dups)
+		t.Logf("%d of %d frames arrived (%d of the %d written with WriteFrame), %d duplicates", count, n, controlCount, controls, dups)
 		if count < n*9/10 {
 			t.Fatalf("only %d of %d frames arrived on loopback, want at least 90%%", count, n)
 		}

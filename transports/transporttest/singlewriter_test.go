@@ -65,6 +65,18 @@ func (c *countingConn) ReadFrame() ([]byte, error) {
 	return []byte("frame"), nil
 }
 func (c *countingConn) Close() error { c.closes.Add(1); return nil }
+
+// countingDatagramConn is a countingConn that is a transports.DatagramConn.
+type countingDatagramConn struct {
+	*countingConn
+	datagrams atomic.Int64
+}
+
+func (c *countingDatagramConn) WriteDatagram(p []byte) error {
+	c.meet.meet()
+	c.datagrams.Add(1)
+	return nil
+}
 func (c *countingConn) RemoteAddr() net.Addr {
 	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}
 }
@@ -92,6 +104,11 @@ func TestCheckSingleWriter(t *testing.T) {
 			_ = c.Flush()
 		}
 	}
+	datagram := func(c *SingleWriterConn) {
+		for range calls {
+			_ = c.WriteDatagram([]byte("d"))
+		}
+	}
 	tests := []struct {
 		name       string
 		goroutines []func(*SingleWriterConn) // run at once, overlapping
@@ -103,9 +120,11 @@ func TestCheckSingleWriter(t *testing.T) {
 			read(c)
 		}}, false},
 		{"one reader beside one writer", []func(*SingleWriterConn){write, read}, false},
+		{"one reader beside one datagram writer", []func(*SingleWriterConn){datagram, read}, false},
 		{"two writers", []func(*SingleWriterConn){write, write}, true},
 		{"two readers", []func(*SingleWriterConn){read, read}, true},
 		{"a flush beside a writer", []func(*SingleWriterConn){write, flush}, true},
+		{"a datagram writer beside a writer", []func(*SingleWriterConn){write, datagram}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -153,6 +172,26 @@ func TestCheckSingleWriterDelegates(t *testing.T) {
 	}
 	if w, f, cl := inner.writes.Load(), inner.flushes.Load(), inner.closes.Load(); w != 1 || f != 1 || cl != 1 {
 		t.Errorf("inner saw %d writes, %d flushes, %d closes; want 1 each", w, f, cl)
+	}
+
+	// WriteDatagram is transports.WriteEvent on the wrapped Conn: WriteFrame
+	// on a Conn that is no DatagramConn, WriteDatagram on one that is.
+	if err := c.WriteDatagram([]byte("d")); err != nil {
+		t.Fatal(err)
+	}
+	if w := inner.writes.Load(); w != 2 {
+		t.Errorf("WriteDatagram on a Conn without it: inner saw %d writes, want 2", w)
+	}
+	dinner := &countingDatagramConn{countingConn: &countingConn{}}
+	d := CheckSingleWriter(dinner)
+	if err := transports.WriteEvent(d, []byte("d")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WriteFrame([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if dg, w := dinner.datagrams.Load(), dinner.writes.Load(); dg != 1 || w != 1 {
+		t.Errorf("WriteEvent and WriteFrame on a wrapped DatagramConn: %d datagrams, %d writes; want 1 each", dg, w)
 	}
 
 	// A Conn without Flusher: only the transports.Conn methods are visible.

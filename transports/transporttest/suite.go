@@ -11,6 +11,14 @@
 // writes and Accept with net.ErrClosed, a peer's close reads as io.EOF, and
 // a reader and a writer may run at once.
 //
+// Frames travel two ways, as the Hub and the Client send them: with
+// WriteFrame, and with transports.WriteEvent, which is WriteDatagram on a
+// transports.DatagramConn (quic-dgram) and WriteFrame on any other Conn.
+// Caps.Reliable promises both; Caps.ReliableControl promises WriteFrame's
+// frames only, all of them and in order, while WriteDatagram's may be lost.
+// Frames are opaque: both ways carry frames shaped like EVENT frames and
+// frames that are not.
+//
 // Each subtest is bounded in time and checks, when it ends, that the
 // goroutines it started (the transport's included) have exited. Do not run
 // Run in parallel with other tests of the same package: their goroutines
@@ -46,30 +54,41 @@ const (
 )
 
 // Run runs the conformance suite against tr on loopback (127.0.0.1:0), one
-// subtest per property:
+// subtest per property. "Reliable" below means that Caps promise the frames
+// in question (Reliable, or ReliableControl for frames written with
+// WriteFrame); frames not promised are resent a few times, and at least 90%
+// of them must arrive on loopback.
 //
 //   - RoundTrip: frames of 1 byte, 100 bytes and Caps().MaxFrame bytes (the
-//     larger ones also shaped like EVENT frames) arrive byte-identical in both
-//     directions, although the writer overwrites its buffer as soon as
-//     WriteFrame returns.
-//   - Ordered: reliable transports deliver 2,000 numbered frames each way,
-//     all, once, intact and (when Ordered) in order; unreliable ones deliver
-//     at least 90% of 200 paced frames, intact, in order when Ordered.
-//   - SizeLimit: a frame of Caps().MaxFrame+1 bytes is refused with an error
-//     wrapping transports.ErrFrameTooLarge, nothing of it is sent, and the
-//     connection stays usable.
+//     larger ones also shaped like EVENT frames), each written with
+//     WriteFrame and then with transports.WriteEvent, arrive byte-identical
+//     in both directions, although the writer overwrites its buffer as soon
+//     as the write returns.
+//   - Ordered: Reliable transports deliver 2,000 numbered frames each way,
+//     all, once, intact and (when Ordered) in order; others at least 90% of
+//     200 paced frames, intact, in order when Ordered. Odd numbers are
+//     written with transports.WriteEvent, even ones with WriteFrame; when
+//     ReliableControl, every even one arrives, once, in order among the even
+//     ones.
+//   - SizeLimit: a frame of Caps().MaxFrame+1 bytes is refused by WriteFrame
+//     and by transports.WriteEvent with an error wrapping
+//     transports.ErrFrameTooLarge, nothing of it is sent, and the connection
+//     stays usable both ways.
 //   - CloseUnblocksRead: Close unblocks a pending ReadFrame on either end
-//     within 2 s with net.ErrClosed; ReadFrame and WriteFrame/Flush after
-//     Close report net.ErrClosed; a second Close returns.
-//   - CloseUnblocksWrite (reliable only): Close unblocks a writer stalled by
-//     a peer that never reads, within 2 s, with net.ErrClosed.
-//   - PeerClose (reliable only): a frame written and flushed just before
-//     Close arrives, then the peer's ReadFrame returns io.EOF within 2 s.
+//     within 2 s with net.ErrClosed; ReadFrame, WriteFrame/Flush and
+//     transports.WriteEvent after Close report net.ErrClosed; a second Close
+//     returns.
+//   - CloseUnblocksWrite (Reliable or ReliableControl): Close unblocks a
+//     WriteFrame stalled by a peer that never reads, within 2 s, with
+//     net.ErrClosed.
+//   - PeerClose (Reliable or ReliableControl): a frame written with
+//     WriteFrame and flushed just before Close arrives, then the peer's
+//     ReadFrame returns io.EOF within 2 s.
 //   - ListenerClose: Close unblocks Accept with net.ErrClosed; Accept with a
 //     cancelled or expiring ctx returns ctx.Err(); accepted Conns keep
 //     working after the Listener is closed.
 //   - Concurrent: one reader and one writer goroutine on each end at once,
-//     1,000 frames each way (run it under -race).
+//     1,000 frames each way, checked as in Ordered (run it under -race).
 //   - DialContext: Dial with a cancelled ctx fails promptly with an error
 //     wrapping context.Canceled.
 //
@@ -118,7 +137,8 @@ func Run(t *testing.T, tr transports.Transport) {
 }
 
 // testFrames returns the RoundTrip frames: pseudo-random bytes of 1, 100 and
-// maxFrame bytes, and 100 and maxFrame bytes starting like an EVENT frame.
+// maxFrame bytes, and 100 and maxFrame bytes starting like an EVENT frame
+// (which a transport must carry like any other: frames are opaque).
 func testFrames(maxFrame int) [][]byte {
 	rng := rand.NewChaCha8([32]byte{'e', 'v', 'b', 'e', 'n', 'c', 'h'})
 	random := func(n int, event bool) []byte {
@@ -149,6 +169,7 @@ func testRoundTrip(t *testing.T, tr transports.Transport) {
 			r := p.reader(rc)
 			for i, f := range frames {
 				p.deliver(t, w, r, f, frames[:i])
+				p.deliverEvent(t, w, r, f, frames[:i+1])
 			}
 		})
 	}
@@ -197,10 +218,16 @@ func testSizeLimit(t *testing.T, tr transports.Transport) {
 				if !errors.Is(err, transports.ErrFrameTooLarge) {
 					t.Fatalf("WriteFrame of %d bytes (MaxFrame+1): %v, want an error wrapping transports.ErrFrameTooLarge", n, err)
 				}
+				err = Within(frameTimeout, func() error { return transports.WriteEvent(w, big) })
+				if !errors.Is(err, transports.ErrFrameTooLarge) {
+					t.Fatalf("transports.WriteEvent of %d bytes (MaxFrame+1): %v, want an error wrapping transports.ErrFrameTooLarge", n, err)
+				}
 			}
-			// The next frame must arrive whole and first: no part of the
+			// The next frames must arrive whole and first: no part of the
 			// refused frames was sent, and the connection still works.
-			p.deliver(t, w, r, []byte("after the oversized frames"), nil)
+			after := []byte("after the oversized frames")
+			p.deliver(t, w, r, after, nil)
+			p.deliverEvent(t, w, r, []byte("an event after the oversized frames"), [][]byte{after})
 		})
 	}
 }
@@ -252,14 +279,23 @@ func testCloseUnblocksRead(t *testing.T, tr transports.Transport) {
 			if !errors.Is(err, net.ErrClosed) {
 				t.Errorf("WriteFrame+Flush after Close: %v, want an error wrapping net.ErrClosed", err)
 			}
+			err = Within(closeTimeout, func() error {
+				if err := transports.WriteEvent(c, []byte("an event after close")); err != nil {
+					return err
+				}
+				return transports.Flush(c)
+			})
+			if !errors.Is(err, net.ErrClosed) {
+				t.Errorf("transports.WriteEvent+Flush after Close: %v, want an error wrapping net.ErrClosed", err)
+			}
 			closeIn(t, "second Close", c.Close)
 		})
 	}
 }
 
 func testCloseUnblocksWrite(t *testing.T, tr transports.Transport) {
-	if !tr.Caps().Reliable {
-		t.Skip("unreliable transport: a write does not wait for the peer, so no write blocks for Close to unblock")
+	if !reliableFrames(tr.Caps()) {
+		t.Skip("WriteFrame is not reliable (neither Reliable nor ReliableControl): a write does not wait for the peer, so no write blocks for Close to unblock")
 	}
 	const (
 		maxWrittenBytes = 64 << 20
@@ -320,8 +356,8 @@ func testCloseUnblocksWrite(t *testing.T, tr transports.Transport) {
 }
 
 func testPeerClose(t *testing.T, tr transports.Transport) {
-	if !tr.Caps().Reliable {
-		t.Skip("unreliable transport: a peer's Close need not be signalled (a udp Conn learns of it only by its idle timeout)")
+	if !reliableFrames(tr.Caps()) {
+		t.Skip("WriteFrame is not reliable (neither Reliable nor ReliableControl): a peer's Close need not be signalled (a udp Conn learns of it only by its idle timeout)")
 	}
 	for _, s := range sides {
 		t.Run(s.name+"-closes", func(t *testing.T) {

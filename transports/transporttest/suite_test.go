@@ -17,6 +17,19 @@ func TestRunFake(t *testing.T) {
 	Run(t, &fakeTransport{})
 }
 
+// TestRunFakeDatagram runs the suite against the correct datagram fake, whose
+// Conns are transports.DatagramConns that lose some of WriteDatagram's
+// frames, as ReliableControl without Reliable allows: the suite must pass
+// it, and the frames written with transports.WriteEvent must have gone
+// through WriteDatagram.
+func TestRunFakeDatagram(t *testing.T) {
+	before := fakeDatagramsDropped.Load()
+	Run(t, &fakeTransport{datagram: true})
+	if fakeDatagramsDropped.Load() == before {
+		t.Fatal("no frame written with transports.WriteEvent was lost: the suite did not use WriteDatagram")
+	}
+}
+
 // TestRunKeepsDiscipline runs the suite with every Conn wrapped by
 // CheckSingleWriter: the suite itself must never call WriteFrame, Flush or
 // ReadFrame on one Conn from two goroutines at once, or it would report
@@ -119,6 +132,7 @@ func TestSuiteCatchesFlaws(t *testing.T) {
 		{flawAcceptNoCtx, "ListenerClose", "want ctx.Err()"},
 		{flawDialNoCtx, "DialContext", "Dial with a cancelled ctx succeeded"},
 		{flawLeaks, "RoundTrip", "goroutines left behind after everything was closed"},
+		{flawControlDrops, "Ordered", "written with WriteFrame, arrived where #196 was due"},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.flaw)+"/"+tt.subtest, func(t *testing.T) {
@@ -142,8 +156,9 @@ func TestSuiteCatchesFlaws(t *testing.T) {
 	}
 }
 
-// TestNumbered checks that numbered frames parse back and that damage of
-// each kind is reported, since Ordered and Concurrent rely on it.
+// TestNumbered checks that numbered frames parse back, that each way of
+// writing them carries both shapes (EVENT-like and opaque), and that damage
+// of each kind is reported, since Ordered and Concurrent rely on it.
 func TestNumbered(t *testing.T) {
 	const maxLen = 300
 	for seq := range uint64(1000) {
@@ -154,8 +169,12 @@ func TestNumbered(t *testing.T) {
 		if got, err := parseNumbered(p, maxLen); err != nil || got != seq {
 			t.Fatalf("parseNumbered(#%d) = %d, %v", seq, got, err)
 		}
-		if mayDrop := transports.FrameMayDrop(p); mayDrop != (seq%2 == 1) {
-			t.Fatalf("frame #%d: FrameMayDrop = %v, want %v", seq, mayDrop, seq%2 == 1)
+		if event := numberedEvent(seq); event != (seq%2 == 1) {
+			t.Fatalf("frame #%d: written with WriteEvent: %v, want %v", seq, event, seq%2 == 1)
+		}
+		eventShaped := p[0] == transports.Version && p[1] == byte(transports.FrameEvent)
+		if want := seq%4 == 1 || seq%4 == 2; eventShaped != want {
+			t.Fatalf("frame #%d: shaped like an EVENT frame: %v, want %v", seq, eventShaped, want)
 		}
 	}
 	good := appendNumbered(nil, 7, maxLen)

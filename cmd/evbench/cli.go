@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 
 	"github.com/spf13/pflag"
 
@@ -35,12 +34,6 @@ Usage:
 
 Run 'evbench help COMMAND' (or 'evbench COMMAND --help') for its flags.
 `
-
-// serveCmd is `evbench serve` (serve.go) on the systems that have it: it
-// is set at init where the process can read its own CPU time and peak RSS
-// (getrusage, every unix), and stays nil elsewhere (Windows), where serve
-// is refused by name.
-var serveCmd func(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 // interruptNote is what main prints to stderr on the first SIGINT or
 // SIGTERM for the command line args (without the program name): what the
@@ -81,9 +74,7 @@ func mainExit(ctx context.Context, args []string, stdout, stderr io.Writer, exit
 		"run":     func(args []string) int { return runCmd(ctx, args, stdout, stderr, exitEarly) },
 		"check":   func(args []string) int { return checkCmd(ctx, args, stdout, stderr) },
 		"version": func(args []string) int { return versionCmd(args, stdout, stderr) },
-	}
-	if serveCmd != nil {
-		commands["serve"] = func(args []string) int { return serveCmd(ctx, args, stdout, stderr) }
+		"serve":   func(args []string) int { return runServe(ctx, args, stdout, stderr) },
 	}
 	switch name := args[0]; name {
 	case "--version":
@@ -104,10 +95,6 @@ func mainExit(ctx context.Context, args []string, stdout, stderr io.Writer, exit
 	default:
 		if cmd := commands[name]; cmd != nil {
 			return cmd(args[1:])
-		}
-		if name == "serve" {
-			fmt.Fprintf(stderr, "evbench: serve is not available on %s (it needs getrusage)\n", runtime.GOOS)
-			return exitUsage
 		}
 		fmt.Fprintf(stderr, "evbench: unknown command %q\nRun 'evbench help' for usage.\n", name)
 		return exitUsage

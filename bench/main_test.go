@@ -81,10 +81,10 @@ func (c *hookConn) WriteFrame(p []byte) error {
 	if c.t.onWrite != nil {
 		c.t.onWrite(c, p)
 	}
-	if c.t.dropEmits && transports.FrameMayDrop(p) {
+	if c.t.dropEmits && isEvent(p) {
 		return nil
 	}
-	if c.t.emitDelay > 0 && transports.FrameMayDrop(p) {
+	if c.t.emitDelay > 0 && isEvent(p) {
 		tm := time.NewTimer(c.t.emitDelay)
 		select {
 		case <-tm.C:
@@ -101,4 +101,10 @@ func (c *hookConn) Flush() error { return transports.Flush(c.Conn) }
 func (c *hookConn) Close() error {
 	c.once.Do(func() { close(c.closed) })
 	return c.Conn.Close()
+}
+
+// isEvent reports whether the encoded frame p is an EMIT or an EVENT.
+func isEvent(p []byte) bool {
+	var f transports.Frame
+	return transports.DecodeFrame(p, &f) == nil && (f.Type == transports.FrameEmit || f.Type == transports.FrameEvent)
 }

@@ -180,7 +180,7 @@ func TestRunInterrupted(t *testing.T) {
 			defer cancel()
 			var once sync.Once
 			tr := &hookTransport{Transport: tcp.Plain(), name: "tcp", onWrite: func(_ *hookConn, p []byte) {
-				if transports.FrameMayDrop(p) {
+				if isEvent(p) {
 					once.Do(func() { time.AfterFunc(tt.cancelAfter, cancel) })
 				}
 			}}
@@ -306,7 +306,7 @@ func TestRunInterruptDuringDrain(t *testing.T) {
 	// into the drain however long the set-up took.
 	var once sync.Once
 	tr := &hookTransport{Transport: tcp.Plain(), name: "tcp", dropEmits: true, onWrite: func(_ *hookConn, p []byte) {
-		if transports.FrameMayDrop(p) {
+		if isEvent(p) {
 			once.Do(func() { time.AfterFunc(1500*time.Millisecond, cancel) })
 		}
 	}}
@@ -339,7 +339,7 @@ func TestRunInterruptBlockedWriters(t *testing.T) {
 	var once sync.Once
 	var cancelled time.Time
 	tr := &hookTransport{Transport: tcp.Plain(), name: "tcp", emitDelay: 10 * time.Second, onWrite: func(_ *hookConn, p []byte) {
-		if transports.FrameMayDrop(p) {
+		if isEvent(p) {
 			once.Do(func() {
 				time.AfterFunc(400*time.Millisecond, func() { cancelled = time.Now(); cancel() })
 			})

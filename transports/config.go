@@ -47,8 +47,8 @@ type Config struct {
 	// ReadBufferBytes and WriteBufferBytes are the SO_RCVBUF and SO_SNDBUF
 	// sizes, in bytes, requested on every socket the transport opens; the
 	// kernel may grant less. 0 keeps the transport's default (4 MiB for
-	// udp and quic, the kernel's own for stream sockets). Negative is an
-	// error.
+	// udp, quic-go's 7 MiB for quic and quic-dgram, the kernel's own for
+	// stream sockets). Negative is an error.
 	ReadBufferBytes, WriteBufferBytes int
 }
 

@@ -224,13 +224,6 @@ func DecodeFrame(p []byte, f *Frame) error {
 	return nil
 }
 
-// FrameMayDrop reports whether an encoded frame is an event (EMIT or EVENT),
-// which a datagram transport such as quic-dgram may send unreliably; control
-// frames (HELLO, JOIN, ACK, ...) must travel reliably.
-func FrameMayDrop(p []byte) bool {
-	return len(p) >= headerBytes && (FrameType(p[1]) == FrameEmit || FrameType(p[1]) == FrameEvent)
-}
-
 // decoder reads big-endian fields; once a read runs past the end it sets
 // short and every later read returns zero values.
 type decoder struct {

@@ -107,16 +107,6 @@ func TestEncodeLimits(t *testing.T) {
 	}
 }
 
-func TestFrameMayDrop(t *testing.T) {
-	for _, f := range sampleFrames() {
-		p, _ := AppendFrame(nil, &f)
-		want := f.Type == FrameEmit || f.Type == FrameEvent
-		if got := FrameMayDrop(p); got != want {
-			t.Errorf("%v: FrameMayDrop = %v, want %v", f.Type, got, want)
-		}
-	}
-}
-
 // FuzzDecodeFrame checks that the decoder never panics, and that whatever it
 // accepts re-encodes to the same bytes (the encoding is canonical).
 func FuzzDecodeFrame(f *testing.F) {

@@ -1,5 +1,5 @@
 // Package lenprefix reads and writes the framing shared by the stream
-// transports (tcp, tcp+tls, quic and quic-dgram's control stream): each
+// transports (tcp, tcp+tls, and the stream of quic and quic-dgram): each
 // frame is a 4-byte big-endian length followed by that many bytes.
 package lenprefix
 

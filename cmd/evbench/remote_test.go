@@ -31,11 +31,6 @@ func TestRemoteRunMatchesInProcess(t *testing.T) {
 	serve := exec.Command(binPath, "serve", "--transports", "tcp,tcp+tls,udp,quic-dgram", "--listen", "127.0.0.1:0", "--cert-out", cert)
 	var serveErr bytes.Buffer
 	serve.Stderr = &serveErr
-	defer func() {
-		if t.Failed() {
-			t.Logf("serve's stderr:\n%s", serveErr.String())
-		}
-	}()
 	stdout, err := serve.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +43,9 @@ func TestRemoteRunMatchesInProcess(t *testing.T) {
 		if !stopped {
 			serve.Process.Kill()
 			serve.Wait()
+		}
+		if t.Failed() { // serve has exited: its stderr is complete
+			t.Logf("serve's stderr:\n%s", serveErr.String())
 		}
 	}()
 	var pairs []string

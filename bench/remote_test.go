@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -35,7 +36,7 @@ func TestRunAgainstServer(t *testing.T) {
 	}
 	defer srv.Close()
 	addr := srv.Addr().String()
-	sc := bench.Scenario{Clients: 10, Rooms: 2, RateEPS: 50, Warmup: bench.NoWarmup, Duration: 2 * time.Second}
+	sc := bench.Scenario{Clients: 10, Rooms: 1, RateEPS: 200, PayloadBytes: 512, Warmup: bench.NoWarmup, Duration: 2 * time.Second}
 
 	// Once the fleet is connected, one peer sends a malformed frame.
 	injected := make(chan error, 1)
@@ -312,5 +313,33 @@ func TestServerInAnotherProcess(t *testing.T) {
 				t.Errorf("row: server %q send queue %d, want %q and the server's 4096", res.Server, res.SendQueue, addrs[name])
 			}
 		})
+	}
+}
+
+// TestRemoteServerGoesAway: a server that stops mid-run ends the fleet's
+// connections; the row says so (clients disconnected) rather than only that
+// the server's counters could not be read, and holds its accounting.
+func TestRemoteServerGoesAway(t *testing.T) {
+	srv, err := bench.StartServer(context.Background(), tcp.Plain(), bench.ListenAddr, transports.HubConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	sc := bench.Scenario{Clients: 6, Rooms: 1, RateEPS: 50, Warmup: bench.NoWarmup, Duration: time.Second, Drain: 100 * time.Millisecond}
+	go func() {
+		// Once the fleet has sent some events, the server goes.
+		deadline := time.Now().Add(20 * time.Second)
+		for srv.Stats().Conns < sc.Clients+1 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		srv.Close()
+	}()
+	res, err := bench.RunWith(context.Background(), tcp.Plain(), sc, bench.Options{Server: srv.Addr().String()})
+	if !errors.Is(err, bench.ErrMeasurement) {
+		t.Fatalf("RunWith = %v, want an error wrapping ErrMeasurement", err)
+	}
+	checkConsistent(t, res)
+	if !strings.Contains(res.Error, "clients disconnected") || res.Disconnects != int64(sc.Clients) {
+		t.Errorf("row error %q, disconnects %d; want all %d clients reported disconnected", res.Error, res.Disconnects, sc.Clients)
 	}
 }

@@ -138,13 +138,20 @@ func RunWith(ctx context.Context, tr transports.Transport, sc Scenario, opts Opt
 		statsCtx, cancel = context.WithTimeout(statsCtx, InterruptGrace)
 		defer cancel()
 	}
-	end, err := srv.stats(statsCtx)
-	if err != nil && !interrupted {
-		return done(fmt.Errorf("%w: %v", ErrMeasurement, err))
+	// Without the counters (the server went away) the row keeps zeros and
+	// says why, unless its verdict already names a cause.
+	var st transports.HubStats
+	end, statsErr := srv.stats(statsCtx)
+	if statsErr == nil {
+		st = end.Sub(base.HubStats)
 	}
-	sn, st := r.rec.Snapshot(), end.Sub(base.HubStats)
+	sn := r.rec.Snapshot()
 	r.fill(&res, sn, st)
-	if res.Error = r.verdict(&res, sn, st, interrupted); res.Error != "" && !interrupted {
+	res.Error = r.verdict(&res, sn, st, interrupted)
+	if res.Error == "" && statsErr != nil {
+		res.Error = statsErr.Error()
+	}
+	if res.Error != "" && !interrupted {
 		return done(fmt.Errorf("%w: %s", ErrMeasurement, res.Error))
 	}
 	return done(nil)

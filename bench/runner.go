@@ -3,9 +3,11 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -148,8 +150,9 @@ func RunWith(ctx context.Context, tr transports.Transport, sc Scenario, opts Opt
 	sn := r.rec.Snapshot()
 	r.fill(&res, sn, st)
 	res.Error = r.verdict(&res, sn, st, interrupted)
-	if res.Error == "" && statsErr != nil {
-		res.Error = statsErr.Error()
+	if statsErr != nil {
+		// The server's counters in the row are then 0 for "unknown".
+		res.Error = strings.TrimPrefix(res.Error+"; ", "; ") + statsErr.Error() + " (the server's counters in this row are unknown, written as 0)"
 	}
 	if res.Error != "" && !interrupted {
 		return done(fmt.Errorf("%w: %s", ErrMeasurement, res.Error))
@@ -203,7 +206,11 @@ func (r *run) startServer(ctx context.Context, remote string) (*target, error) {
 		defer cancel()
 		c, err := transports.Dial(cctx, r.tr, remote, transports.ClientConfig{Clock: r.clk.Now})
 		if err != nil {
-			return nil, fmt.Errorf("connecting to the server at %s: %w", remote, err)
+			var verify *tls.CertificateVerificationError
+			if errors.As(err, &verify) {
+				return nil, fmt.Errorf("connecting to the server at %s: %w", remote, err)
+			}
+			return nil, fmt.Errorf("connecting to the server at %s (is it serving %s there?): %w", remote, r.tr.Name(), err)
 		}
 		return &target{addr: remote, control: c}, nil
 	}

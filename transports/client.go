@@ -347,6 +347,9 @@ func (c *Client) handle(p []byte, f *Frame, now int64) error {
 		default:
 		}
 	case FrameBye:
+		if f.Status == ByeIDInUse {
+			return fmt.Errorf("server refused client id %d: %w (is another fleet using this server?)", c.cfg.ID, ErrIDInUse)
+		}
 		return fmt.Errorf("server said BYE (reason %d): %w", f.Status, net.ErrClosed)
 	default:
 		return fmt.Errorf("%w: a server may not send %v", ErrMalformed, f.Type)

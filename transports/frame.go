@@ -50,6 +50,17 @@ const (
 	AckRejected uint8 = 1 // the request was malformed or not allowed (e.g. an empty room name)
 )
 
+// BYE reasons carried in Frame.Status of a BYE.
+const (
+	ByeNormal  uint8 = 0 // the sender is closing the connection
+	ByeIDInUse uint8 = 1 // server: the HELLO's client id is already connected
+)
+
+// ErrIDInUse is wrapped by the error of a Dial whose client id the server
+// refused because a connection with that id is open (another fleet using
+// the same ids on the same server, or a client that did not leave yet).
+var ErrIDInUse = errors.New("client id already connected to the server")
+
 // Limits enforced by the codec, in bytes.
 const (
 	MaxNameBytes    = 255      // namespace, room and event names

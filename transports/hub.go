@@ -352,6 +352,14 @@ func (h *Hub) serveConn(cp *Conn) {
 	}
 	s, err := h.register(c, f.Sender)
 	if err != nil {
+		if errors.Is(err, ErrIDInUse) {
+			// Say why before closing: the writer loop has not started, so
+			// this goroutine is the Conn's only writer. The write is
+			// bounded by the Close that follows it at worst.
+			if b, encErr := AppendFrame(nil, &Frame{Type: FrameBye, Status: ByeIDInUse}); encErr == nil && c.WriteFrame(b) == nil {
+				Flush(c)
+			}
+		}
 		c.Close()
 		h.connError(f.Sender, err)
 		return
@@ -393,7 +401,7 @@ func (h *Hub) register(c Conn, id uint64) (*session, error) {
 			id = h.nextID.Add(1) | 1<<63 // server-assigned ids keep the top bit set
 		}
 	} else if h.sessions[id] != nil {
-		return nil, fmt.Errorf("hub: client id %d is already connected", id)
+		return nil, fmt.Errorf("hub: client id %d: %w", id, ErrIDInUse)
 	}
 	s := &session{
 		hub: h, conn: c, id: id, ownID: strconv.FormatUint(id, 10),

@@ -2,6 +2,7 @@ package transports_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/evbench/evbench/transports"
@@ -54,6 +55,31 @@ func TestServerStats(t *testing.T) {
 			}
 			if n := asker.c.PendingAcks(); n != 0 {
 				t.Errorf("PendingAcks = %d after ServerStats, want 0", n)
+			}
+		})
+	}
+}
+
+// TestIDInUse: a HELLO with the id of a connected client is refused with a
+// BYE that says why, so that a second fleet on the same server learns what
+// happened; the client holding the id is not disturbed.
+func TestIDInUse(t *testing.T) {
+	for _, tr := range bothTransports {
+		t.Run(tr.Name(), func(t *testing.T) {
+			s := startHub(t, tr, transports.HubConfig{})
+			first := s.dial(t, transports.ClientConfig{ID: 7})
+			ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+			defer cancel()
+			c, err := transports.Dial(ctx, tr, s.addr, transports.ClientConfig{ID: 7})
+			if err == nil {
+				c.Close()
+				t.Fatal("a second client with id 7 connected")
+			}
+			if !errors.Is(err, transports.ErrIDInUse) {
+				t.Errorf("Dial = %v, want an error wrapping ErrIDInUse", err)
+			}
+			if _, err := first.c.ServerStats(ctx); err != nil {
+				t.Errorf("the client holding id 7: %v", err)
 			}
 		})
 	}

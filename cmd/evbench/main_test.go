@@ -234,6 +234,7 @@ func TestUsageErrors(t *testing.T) {
 		{"zero max-sched-lag", []string{"--max-sched-lag", "0"}, false, "--max-sched-lag"},
 		{"zero send-queue", []string{"--send-queue", "0"}, false, "--send-queue"},
 		{"bad slow-consumer", []string{"--slow-consumer", "ignore"}, false, "--slow-consumer"},
+		{"empty server", []string{"--server", "", "--transports", "tcp"}, false, "--server names no address"},
 		{"server without its transport", []string{"--server", "127.0.0.1:9"}, false, "serves one transport: name it with --transports"},
 		{"server for two transports", []string{"--server", "127.0.0.1:9", "--transports", "tcp,udp"}, false, "serves one transport"},
 		{"server without a port", []string{"--server", "localhost", "--transports", "tcp"}, false, `--server "localhost": want HOST:PORT`},

@@ -83,9 +83,9 @@ func runFlags(o *runOptions) *pflag.FlagSet {
 	fs.DurationVar(&sc.ConnectTimeout, "connect-timeout", sc.ConnectTimeout,
 		"longest time for all clients to connect and join their rooms")
 	fs.StringSliceVar(&o.servers, "server", nil,
-		"run the fleet against a running `evbench serve` instead of a server in this process: HOST:PORT for the one transport of --transports, or a comma-separated list of transport=HOST:PORT (the transports to measure, unless --transports names some of them); --send-queue and --slow-consumer are then the server's own")
+		"run the fleet against a running evbench serve instead of a server in this process: HOST:PORT for the one transport of --transports, or a comma-separated list of transport=HOST:PORT (the transports to measure, unless --transports names some of them); --send-queue and --slow-consumer are then the server's own. One fleet at a time per server: the fleet's client ids are 1 to --clients, and the server's counters are read as a difference")
 	fs.StringVar(&o.caFile, "ca", "",
-		"PEM file of the certificates that sign a remote server's (tcp+tls, wss, quic, quic-dgram), such as the one `evbench serve --cert-out` writes (default with --server: the system's roots)")
+		"PEM file of the certificates that sign a remote server's (tcp+tls, wss, quic, quic-dgram), such as the one evbench serve --cert-out writes (default with --server: the system's roots)")
 	fs.BoolVar(&o.insecure, "insecure", false,
 		"with --server, do not verify the server's TLS certificate (encryption stays on)")
 	fs.StringVarP(&o.out, "out", "o", "",
@@ -104,8 +104,9 @@ corrected), throughput and missed events. The table goes to stdout (to
 stderr with -o -), progress and errors to stderr.
 
 Exit status: 0 ok, 1 a measurement failed, 2 usage error, 130 interrupted.
-The first interrupt ends the window and writes the rows measured so far; a
-second one exits at once.
+The first interrupt (SIGINT or SIGTERM) ends the window and writes the rows
+measured so far; a second one exits at once (130 for SIGINT, 143 for
+SIGTERM).
 
 Flags:
 %s`, fs.FlagUsagesWrapped(80))
@@ -230,6 +231,9 @@ func (o *runOptions) validate() ([]aimed, error) {
 // --server.
 func (o *runOptions) serverAddrs() (map[string]string, error) {
 	addrs := map[string]string{}
+	if o.fs.Changed("server") && len(o.servers) == 0 {
+		return nil, errors.New("--server names no address (an empty value would quietly run the server in this process)")
+	}
 	if len(o.servers) == 0 {
 		if o.caFile != "" || o.insecure {
 			return nil, errors.New("--ca and --insecure are for a remote server: add --server")
@@ -280,6 +284,17 @@ func (o *runOptions) serverAddrs() (map[string]string, error) {
 		}
 	}
 	return addrs, nil
+}
+
+// certHint says what to do about a server certificate the fleet could not
+// verify, or is "" for any other error.
+func certHint(err error) string {
+	var unknown x509.UnknownAuthorityError
+	var verify *tls.CertificateVerificationError
+	if errors.As(err, &unknown) || errors.As(err, &verify) {
+		return " (trust the server's certificate with --ca FILE, which evbench serve --cert-out FILE writes, or skip verification with --insecure)"
+	}
+	return ""
 }
 
 // checkHostPort reports an address that is not HOST:PORT with a port
@@ -425,7 +440,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, exitEa
 			return exitFailed
 		case ctx.Err() != nil:
 			if o.out != "" && o.out != stdoutPath {
-				fmt.Fprintf(stderr, "evbench: interrupted; the %s measured so far are in %s\n", plural(len(rows), "row"), o.out)
+				fmt.Fprintf(stderr, "evbench: interrupted; %s measured so far in %s\n", plural(len(rows), "row"), o.out)
 			} else {
 				fmt.Fprintln(stderr, "evbench: interrupted")
 			}
@@ -453,7 +468,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, exitEa
 			rows = append(rows, row)
 			if err != nil {
 				failed = true
-				fmt.Fprintf(stderr, "evbench: %s: %v\n", tr.Name(), err)
+				fmt.Fprintf(stderr, "evbench: %s: %v%s\n", tr.Name(), err, certHint(err))
 			}
 			if o.out != "" {
 				if writeErr = out.write(rows); writeErr != nil {

@@ -68,7 +68,7 @@ Exit status: 0 stopped by SIGINT or SIGTERM (listeners and connections
 closed), 1 a transport could not listen (such as a port in use; those
 already listening are closed) or a file could not be written, 2 usage error
 (a bad flag, or an output path that cannot be written). A second interrupt
-exits at once with 130.
+exits at once (130 for SIGINT, 143 for SIGTERM).
 
 Flags:
 `
@@ -278,7 +278,15 @@ type servedStats struct {
 func fleetCommand(plan *servePlan, servers []*bench.Server, certOut string) string {
 	pairs := make([]string, len(servers))
 	for i, s := range servers {
-		pairs[i] = plan.trs[i].Name() + "=" + s.Addr().String()
+		addr := s.Addr().String()
+		// A wildcard listener (--listen :0, 0.0.0.0:0) is reached from
+		// this host on loopback.
+		if host, port, err := net.SplitHostPort(addr); err == nil {
+			if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+				addr = net.JoinHostPort("127.0.0.1", port)
+			}
+		}
+		pairs[i] = plan.trs[i].Name() + "=" + addr
 	}
 	cmd := "evbench run --server " + strings.Join(pairs, ",")
 	if certOut != "" {

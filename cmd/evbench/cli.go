@@ -26,7 +26,7 @@ QUIC: fan-out latency, throughput and missed events, per transport, side by
 side.
 
 Usage:
-  evbench run [flags]       benchmark one or more transports on loopback
+  evbench run [flags]       benchmark transports, with the server in-process or remote
   evbench serve [flags]     serve the Hub on each transport for remote clients
   evbench check FILE...     check the invariants of results CSV files
   evbench version           print the version and VCS revision

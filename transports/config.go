@@ -84,6 +84,31 @@ func (c Config) ListenStream(ctx context.Context, network, addr string) (net.Lis
 	return lc.Listen(ctx, network, addr)
 }
 
+// ApplyBuffers requests c's nonzero ReadBufferBytes and WriteBufferBytes
+// on sock when it has SetReadBuffer and SetWriteBuffer (a *net.TCPConn or a
+// *net.UDPConn); any other socket, such as a wrapper, is left as it is. It
+// returns the first error of a request.
+func (c Config) ApplyBuffers(sock any) error {
+	b, ok := sock.(interface {
+		SetReadBuffer(bytes int) error
+		SetWriteBuffer(bytes int) error
+	})
+	if !ok {
+		return nil
+	}
+	if c.ReadBufferBytes > 0 {
+		if err := b.SetReadBuffer(c.ReadBufferBytes); err != nil {
+			return fmt.Errorf("set SO_RCVBUF to %d bytes: %w", c.ReadBufferBytes, err)
+		}
+	}
+	if c.WriteBufferBytes > 0 {
+		if err := b.SetWriteBuffer(c.WriteBufferBytes); err != nil {
+			return fmt.Errorf("set SO_SNDBUF to %d bytes: %w", c.WriteBufferBytes, err)
+		}
+	}
+	return nil
+}
+
 // OpenPacket opens a packet socket with c.ListenPacket or its default.
 func (c Config) OpenPacket(ctx context.Context, network, addr string) (net.PacketConn, error) {
 	if c.ListenPacket != nil {

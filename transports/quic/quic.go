@@ -339,7 +339,7 @@ func (t *transport) Dial(ctx context.Context, addr string) (transports.Conn, err
 		return nil, fmt.Errorf("%s dial %s: %w", t.Name(), addr, err)
 	}
 	// After the handshake: quic-go has set its own buffers by now.
-	if err := t.setBuffers(pc); err != nil {
+	if err := t.cfg.ApplyBuffers(pc); err != nil {
 		qc.CloseWithError(codeSetup, "socket set-up failed")
 		release()
 		return nil, fmt.Errorf("%s dial %s: %w", t.Name(), addr, err)
@@ -377,7 +377,7 @@ func (t *transport) Listen(ctx context.Context, addr string) (transports.Listene
 	ln, err := tr.Listen(tlsConf, Config(t.dgram))
 	if err == nil {
 		// quic-go has set its own buffers in Listen; these replace them.
-		if err = t.setBuffers(pc); err != nil {
+		if err = t.cfg.ApplyBuffers(pc); err != nil {
 			ln.Close()
 		}
 	}
@@ -413,26 +413,6 @@ func (t *transport) openPacket(ctx context.Context, addr string) (net.PacketConn
 		return nil, errors.New("transport config: ListenPacket returned neither a socket nor an error")
 	}
 	return pc, nil
-}
-
-// setBuffers requests the Config's nonzero socket buffer sizes on pc, if
-// it has the methods to set them (see the package documentation).
-func (t *transport) setBuffers(pc net.PacketConn) error {
-	if n := t.cfg.ReadBufferBytes; n > 0 {
-		if s, ok := pc.(interface{ SetReadBuffer(int) error }); ok {
-			if err := s.SetReadBuffer(n); err != nil {
-				return fmt.Errorf("setting SO_RCVBUF to %d bytes: %w", n, err)
-			}
-		}
-	}
-	if n := t.cfg.WriteBufferBytes; n > 0 {
-		if s, ok := pc.(interface{ SetWriteBuffer(int) error }); ok {
-			if err := s.SetWriteBuffer(n); err != nil {
-				return fmt.Errorf("setting SO_SNDBUF to %d bytes: %w", n, err)
-			}
-		}
-	}
-	return nil
 }
 
 // listener hands connections that completed their set-up to Accept.

@@ -216,17 +216,7 @@ func tune(nc net.Conn, cfg transports.Config) error {
 	if err := tc.SetNoDelay(true); err != nil {
 		return err
 	}
-	if cfg.ReadBufferBytes > 0 {
-		if err := tc.SetReadBuffer(cfg.ReadBufferBytes); err != nil {
-			return err
-		}
-	}
-	if cfg.WriteBufferBytes > 0 {
-		if err := tc.SetWriteBuffer(cfg.WriteBufferBytes); err != nil {
-			return err
-		}
-	}
-	return nil
+	return cfg.ApplyBuffers(tc)
 }
 
 // accepted is what the accept loop and the handshake goroutines hand to

@@ -233,7 +233,7 @@ func (l *listener) upgrade(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no connection in request context", http.StatusInternalServerError)
 		return
 	}
-	if err := setBuffers(raw, l.cfg); err != nil {
+	if err := l.cfg.ApplyBuffers(raw); err != nil {
 		http.Error(w, "socket buffers: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -339,32 +339,11 @@ func (t *transport) Dial(ctx context.Context, addr string) (transports.Conn, err
 		ws.CloseNow()
 		return nil, fmt.Errorf("%s: dial %s: the HTTP client reported no connection", t.name, addr)
 	}
-	if err := setBuffers(nc, t.cfg); err != nil {
+	if err := t.cfg.ApplyBuffers(nc); err != nil {
 		ws.CloseNow()
 		return nil, fmt.Errorf("%s: dial %s: %w", t.name, addr, err)
 	}
 	return newConn(ws, nc), nil
-}
-
-// setBuffers requests the socket buffer sizes cfg asks for (nonzero
-// ReadBufferBytes, WriteBufferBytes) on nc when it is a *net.TCPConn; any
-// other net.Conn is left as it is.
-func setBuffers(nc net.Conn, cfg transports.Config) error {
-	tc, ok := nc.(*net.TCPConn)
-	if !ok {
-		return nil
-	}
-	if cfg.ReadBufferBytes > 0 {
-		if err := tc.SetReadBuffer(cfg.ReadBufferBytes); err != nil {
-			return err
-		}
-	}
-	if cfg.WriteBufferBytes > 0 {
-		if err := tc.SetWriteBuffer(cfg.WriteBufferBytes); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // conn is one WebSocket connection carrying one frame per binary message.

@@ -326,13 +326,29 @@ func TestRemoteServerGoesAway(t *testing.T) {
 	}
 	defer srv.Close()
 	sc := bench.Scenario{Clients: 6, Rooms: 1, RateEPS: 50, Warmup: bench.NoWarmup, Duration: time.Second, Drain: 100 * time.Millisecond}
+	// An observer in the fleet's room: its first event means the fleet
+	// has joined and is publishing, and then the server goes.
+	publishing := make(chan struct{})
+	var once sync.Once
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	observer, err := transports.Dial(ctx, tcp.Plain(), srv.Addr().String(), transports.ClientConfig{
+		ID:      1 << 40,
+		OnEvent: func(*transports.Frame, int64) { once.Do(func() { close(publishing) }) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer observer.Close()
+	if err := observer.Join(ctx, bench.Namespace, "room-0"); err != nil {
+		t.Fatal(err)
+	}
 	go func() {
-		// Once the fleet has sent some events, the server goes.
-		deadline := time.Now().Add(20 * time.Second)
-		for srv.Stats().Conns < sc.Clients+1 && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
+		select {
+		case <-publishing:
+			srv.Close()
+		case <-ctx.Done():
 		}
-		srv.Close()
 	}()
 	res, err := bench.RunWith(context.Background(), tcp.Plain(), sc, bench.Options{Server: srv.Addr().String()})
 	if !errors.Is(err, bench.ErrMeasurement) {

@@ -150,6 +150,7 @@ func TestRunHelp(t *testing.T) {
 		"server":           {"evbench serve", "HOST:PORT", "transport=HOST:PORT", "the server's own"},
 		"ca":               {"PEM", "--cert-out", "system's roots"},
 		"insecure":         {"--server", "do not verify"},
+		"count":            {"interleaved", "repeat", "(default 1)"},
 		"out":              {"CSV", "schema v2", "- for stdout", "default: no file"},
 		"quiet":            {"no table", "stderr", "needs -o"},
 	}
@@ -234,6 +235,7 @@ func TestUsageErrors(t *testing.T) {
 		{"zero max-sched-lag", []string{"--max-sched-lag", "0"}, false, "--max-sched-lag"},
 		{"zero send-queue", []string{"--send-queue", "0"}, false, "--send-queue"},
 		{"bad slow-consumer", []string{"--slow-consumer", "ignore"}, false, "--slow-consumer"},
+		{"zero count", []string{"--count", "0"}, false, "--count must be between 1 and 10000 repeats, got 0"},
 		{"empty server", []string{"--server", "", "--transports", "tcp"}, false, "--server names no address"},
 		{"server without its transport", []string{"--server", "127.0.0.1:9"}, false, "serves one transport: name it with --transports"},
 		{"server for two transports", []string{"--server", "127.0.0.1:9", "--transports", "tcp,udp"}, false, "serves one transport"},

@@ -31,8 +31,10 @@ type runOptions struct {
 	servers      []string // --server: one ADDR, or transport=ADDR pairs
 	caFile       string   // --ca
 	insecure     bool     // --insecure
+	count        int      // --count: repeats of each transport
 	out          string
 	quiet        bool
+	stderr       io.Writer // progress, set by runCmd
 
 	fs *pflag.FlagSet // to ask which flags were given
 }
@@ -43,6 +45,9 @@ type aimed struct {
 	tr     transports.Transport
 	server string
 }
+
+// maxCount bounds --count.
+const maxCount = 10000
 
 // stdoutPath is the -o value that writes the CSV to stdout.
 const stdoutPath = "-"
@@ -88,6 +93,8 @@ func runFlags(o *runOptions) *pflag.FlagSet {
 		"PEM file of the certificates that sign a remote server's (tcp+tls, wss, quic, quic-dgram), such as the one evbench serve --cert-out writes (default with --server: the system's roots)")
 	fs.BoolVar(&o.insecure, "insecure", false,
 		"with --server, do not verify the server's TLS certificate (encryption stays on)")
+	fs.IntVar(&o.count, "count", 1,
+		"run each transport this many times, interleaved (A B C A B C ...) so that drift hits all alike; one row per repeat, numbered from 0 in the repeat column")
 	fs.StringVarP(&o.out, "out", "o", "",
 		fmt.Sprintf("write the results as CSV (schema v%d) to this file, atomically, after each transport; - for stdout (default: no file)", results.SchemaVersion))
 	fs.BoolVarP(&o.quiet, "quiet", "q", false,
@@ -182,6 +189,9 @@ func (o *runOptions) validate() ([]aimed, error) {
 	}
 	if len(o.transports) == 0 {
 		return nil, errors.New("--transports names no transport")
+	}
+	if o.count < 1 || o.count > maxCount {
+		return nil, fmt.Errorf("--count must be between 1 and %d repeats, got %d", maxCount, o.count)
 	}
 	servers, err := o.serverAddrs()
 	if err != nil {
@@ -398,6 +408,7 @@ func (w *rowWriter) write(rows []results.Result) error {
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, exitEarly func(code int)) int {
 	var o runOptions
 	fs := runFlags(&o)
+	o.stderr = stderr
 	help, err := parseFlags(fs, args, stdout)
 	if help {
 		return exitOK
@@ -450,37 +461,52 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, exitEa
 		}
 		return exitOK
 	}
-	for _, a := range trs {
-		if ctx.Err() != nil || writeErr != nil {
-			break
-		}
-		tr := a.tr
-		if !o.quiet {
-			where := ""
-			if a.server != "" {
-				where = ", server " + a.server
+	// Repeats are interleaved (A B C A B C ...), so that drift on the
+	// machine hits every transport alike.
+	for rep := range o.count {
+		for _, a := range trs {
+			if ctx.Err() != nil || writeErr != nil {
+				break
 			}
-			fmt.Fprintf(stderr, "evbench: %-10s %d clients, %d rooms, %v events/s per publisher, %v%s ...\n",
-				tr.Name(), o.scenario.Clients, o.scenario.Rooms, o.scenario.RateEPS, o.scenario.Duration, where)
-		}
-		bench.RunWith(ctx, tr, o.scenario, bench.Options{Server: a.server, Final: func(row results.Result, err error) {
-			row.RunID = runID
-			rows = append(rows, row)
-			if err != nil {
-				failed = true
-				fmt.Fprintf(stderr, "evbench: %s: %v%s\n", tr.Name(), err, certHint(err))
-			}
-			if o.out != "" {
-				if writeErr = out.write(rows); writeErr != nil {
-					fmt.Fprintf(stderr, "evbench: %v; no further transport is run\n", writeErr)
+			o.runOne(ctx, a, rep, func(row results.Result, err error) {
+				row.RunID = runID
+				rows = append(rows, row)
+				if err != nil {
+					failed = true
+					fmt.Fprintf(stderr, "evbench: %s: %v%s\n", a.tr.Name(), err, certHint(err))
 				}
-			}
-			if ctx.Err() != nil && exitEarly != nil {
-				exitEarly(finish())
-			}
-		}})
+				if o.out != "" {
+					if writeErr = out.write(rows); writeErr != nil {
+						fmt.Fprintf(stderr, "evbench: %v; no further transport is run\n", writeErr)
+					}
+				}
+				if ctx.Err() != nil && exitEarly != nil {
+					exitEarly(finish())
+				}
+			})
+		}
 	}
 	return finish()
+}
+
+// runOne runs repeat rep of transport a, announcing it unless -q, and
+// hands the row, numbered rep, to final as soon as it is final.
+func (o *runOptions) runOne(ctx context.Context, a aimed, rep int, final func(results.Result, error)) {
+	if !o.quiet {
+		where, repeat := "", ""
+		if a.server != "" {
+			where = ", server " + a.server
+		}
+		if o.count > 1 {
+			repeat = fmt.Sprintf(", repeat %d/%d", rep+1, o.count)
+		}
+		fmt.Fprintf(o.stderr, "evbench: %-10s %d clients, %d rooms, %v events/s per publisher, %v%s%s ...\n",
+			a.tr.Name(), o.scenario.Clients, o.scenario.Rooms, o.scenario.RateEPS, o.scenario.Duration, where, repeat)
+	}
+	bench.RunWith(ctx, a.tr, o.scenario, bench.Options{Server: a.server, Final: func(row results.Result, err error) {
+		row.Repeat = rep
+		final(row, err)
+	}})
 }
 
 // plural is "1 row" or "n rows".

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -85,6 +86,29 @@ func TestRunWritesRows(t *testing.T) {
 	// The file passes `evbench check` too, as a user would run it.
 	if code, stdout, stderr := runMain(context.Background(), "check", "--reliable-zero-missed", out); code != exitOK {
 		t.Errorf("evbench check %s: exit %d\n%s%s", out, code, stdout, stderr)
+	}
+}
+
+// TestCountInterleaves: --count runs every transport that many times,
+// interleaved, one row per repeat numbered from 0, under one run id.
+func TestCountInterleaves(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out.csv")
+	code, _, stderr := runMain(context.Background(), "run", "--transports", "tcp,udp", "--count", "3",
+		"--clients", "4", "--rooms", "2", "--rate", "20", "--duration", "200ms", "--warmup", "0",
+		"-o", out, "--quiet")
+	if code != exitOK {
+		t.Fatalf("exit %d, want 0; stderr:\n%s", code, stderr)
+	}
+	rows := readRows(t, out)
+	var got []string
+	for _, r := range rows {
+		got = append(got, fmt.Sprintf("%s/%d", r.Transport, r.Repeat))
+		if r.RunID != rows[0].RunID {
+			t.Errorf("run ids %q and %q in one invocation", r.RunID, rows[0].RunID)
+		}
+	}
+	if want := "tcp/0 udp/0 tcp/1 udp/1 tcp/2 udp/2"; strings.Join(got, " ") != want {
+		t.Errorf("rows %s, want %s", strings.Join(got, " "), want)
 	}
 }
 

@@ -18,6 +18,8 @@ type column struct {
 	parse  func(r *Result, s string) error
 	// v1 is true for the columns of schema v1; a file must have every one.
 	v1 bool
+	// kind is how the JSON Lines format writes the formatted value.
+	kind jsonKind
 }
 
 // columns lists every CSV column in file order: schema v1's columns, then the
@@ -114,14 +116,14 @@ func appended(c column) column {
 }
 
 func strCol(name string, f func(*Result) *string) column {
-	return column{name: name, v1: true,
+	return column{name: name, v1: true, kind: jsonString,
 		format: func(r *Result) string { return *f(r) },
 		parse:  func(r *Result, s string) error { *f(r) = s; return nil },
 	}
 }
 
 func intCol(name string, f func(*Result) *int) column {
-	return column{name: name, v1: true,
+	return column{name: name, v1: true, kind: jsonNumber,
 		format: func(r *Result) string { return strconv.Itoa(*f(r)) },
 		parse: func(r *Result, s string) error {
 			v, err := strconv.ParseInt(s, 10, 0)
@@ -135,7 +137,7 @@ func intCol(name string, f func(*Result) *int) column {
 }
 
 func int64Col(name string, f func(*Result) *int64) column {
-	return column{name: name, v1: true,
+	return column{name: name, v1: true, kind: jsonNumber,
 		format: func(r *Result) string { return strconv.FormatInt(*f(r), 10) },
 		parse: func(r *Result, s string) error {
 			v, err := strconv.ParseInt(s, 10, 64)
@@ -149,7 +151,7 @@ func int64Col(name string, f func(*Result) *int64) column {
 }
 
 func floatCol(name string, f func(*Result) *float64) column {
-	return column{name: name, v1: true,
+	return column{name: name, v1: true, kind: jsonFloat,
 		format: func(r *Result) string { return formatFloat(*f(r)) },
 		parse: func(r *Result, s string) error {
 			v, err := strconv.ParseFloat(s, 64)
@@ -163,7 +165,7 @@ func floatCol(name string, f func(*Result) *float64) column {
 }
 
 func boolCol(name string, f func(*Result) *bool) column {
-	return column{name: name, v1: true,
+	return column{name: name, v1: true, kind: jsonBool,
 		format: func(r *Result) string { return strconv.FormatBool(*f(r)) },
 		parse: func(r *Result, s string) error {
 			v, err := strconv.ParseBool(s)
@@ -177,7 +179,7 @@ func boolCol(name string, f func(*Result) *bool) column {
 }
 
 func timeCol(name string, f func(*Result) *time.Time) column {
-	return column{name: name, v1: true,
+	return column{name: name, v1: true, kind: jsonString,
 		format: func(r *Result) string { return f(r).UTC().Format(time.RFC3339Nano) },
 		parse: func(r *Result, s string) error {
 			v, err := time.Parse(time.RFC3339Nano, s)
@@ -191,7 +193,7 @@ func timeCol(name string, f func(*Result) *time.Time) column {
 }
 
 func microsCol(name string, f func(*Result) *time.Duration) column {
-	return column{name: name, v1: true,
+	return column{name: name, v1: true, kind: jsonNumber,
 		format: func(r *Result) string { return formatMicros(*f(r)) },
 		parse: func(r *Result, s string) error {
 			v, err := parseDecimalDuration(s, "us")
@@ -205,7 +207,7 @@ func microsCol(name string, f func(*Result) *time.Duration) column {
 }
 
 func secondsCol(name string, f func(*Result) *time.Duration) column {
-	return column{name: name, v1: true,
+	return column{name: name, v1: true, kind: jsonNumber,
 		format: func(r *Result) string { return formatSeconds(*f(r)) },
 		parse: func(r *Result, s string) error {
 			v, err := parseDecimalDuration(s, "s")
@@ -310,25 +312,32 @@ func unitName(unit string) string {
 	return "seconds"
 }
 
-// FieldError reports a CSV value that ReadCSV could not parse, or a column
-// the header lacks. It gives the 1-based line (as encoding/csv counts lines,
-// so a record spanning lines reports where the field starts) and the column
-// name.
+// FieldError reports a value that ReadCSV or ReadJSON could not parse, or a
+// column the input lacks. It gives the 1-based line (for CSV as encoding/csv
+// counts lines, so a record spanning lines reports where the field starts;
+// for JSON Lines the line of the object) and the column name, which in JSON
+// Lines is the key.
 type FieldError struct {
 	Line   int    // 1-based line number in the input
-	Column string // column name from the header
-	Value  string // the offending value; empty for a missing column
+	Column string // column name from the header, or the JSON key
+	Value  string // the offending value (JSON text for ReadJSON); empty for a missing column
 	Err    error  // what is wrong with it
+
+	json bool // from ReadJSON: say "key" rather than "column"
 }
 
 // Error gives the line, the column and what is wrong, e.g.
 // `results: line 3, column lat_p99_us: bad value "1,5": not a decimal number
-// of microseconds`.
+// of microseconds`; for ReadJSON it says "key" instead of "column".
 func (e *FieldError) Error() string {
-	if errors.Is(e.Err, errMissingColumn) {
-		return fmt.Sprintf("results: line %d: missing column %s", e.Line, e.Column)
+	what := "column"
+	if e.json {
+		what = "key"
 	}
-	return fmt.Sprintf("results: line %d, column %s: bad value %q: %v", e.Line, e.Column, e.Value, e.Err)
+	if errors.Is(e.Err, errMissingColumn) {
+		return fmt.Sprintf("results: line %d: missing %s %s", e.Line, what, e.Column)
+	}
+	return fmt.Sprintf("results: line %d, %s %s: bad value %q: %v", e.Line, what, e.Column, e.Value, e.Err)
 }
 
 // Unwrap returns the underlying cause, e.g. strconv.ErrSyntax or

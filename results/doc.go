@@ -1,6 +1,8 @@
 // Package results holds evbench's result row and the formats it is saved and
 // shown in: one [Result] per (scenario, transport, repeat), a CSV encoding
-// ([CSVWriter], [ReadCSV], [WriteCSVFile]), atomic file replacement
+// ([CSVWriter], [ReadCSV], [WriteCSVFile]), the same columns as JSON Lines
+// ([JSONWriter], [ReadJSON]), the Go benchmark format for benchstat
+// ([GoBenchWriter], [WriteGoBench]), atomic file replacement
 // ([WriteFileAtomic]) and a text table for terminals ([WriteTable]).
 //
 // The package imports nothing of evbench's own, so reports and comparisons
@@ -26,6 +28,79 @@
 // exactly three fraction digits, so it carries nanosecond precision. A
 // boolean is true or false; a _s value is a decimal with trailing fraction
 // zeros left out (30, 1.5).
+//
+// # JSON Lines format
+//
+// [JSONWriter] writes one JSON object per row, each on its own line ending in
+// LF, and hands each line to the underlying writer as soon as the row is
+// written, so a long run can be followed and, cut short, leaves only complete
+// lines. An object's keys are exactly the CSV columns, in the same order, with
+// the same units and formatting: a column's JSON value is its CSV text, as a
+// JSON number for integers, counts and the _us and _s durations (lat_p50_us
+// is 85.300, microseconds with three fraction digits; duration_s is 30,
+// seconds), as a JSON number for the other decimal columns too except that a
+// value that is not finite is the string "NaN", "+Inf" or "-Inf", as true or
+// false for booleans, and as a JSON string for text and for started_at (RFC
+// 3339, UTC). Text is escaped as JSON requires (<, > and & are left as they
+// are); invalid UTF-8 in text becomes U+FFFD. For example (shortened):
+//
+//	{"schema":2,"run_id":"run-1","started_at":"2025-01-02T03:04:05.123456789Z","transport":"tcp",...,"lat_p50_us":85.300,...,"saturated":false,...}
+//
+// [ReadJSON] follows [ReadCSV]'s rules: values are mapped by key, unknown keys
+// are ignored, keys appended after schema v1 may be missing, every v1 key is
+// required, and each row's schema is its own. A value of the wrong JSON type
+// (a duration as a string, a boolean as "true") or against its column's
+// formatting (an exponent in a _us value) is an error naming the line and the
+// key, as is a key that appears twice in one object. Blank lines are skipped.
+//
+// # Go benchmark format
+//
+// [WriteGoBench] and [GoBenchWriter] write the format of `go test -bench`,
+// as golang.org/x/perf/benchfmt reads it, so benchstat can compare two runs.
+// First come configuration lines taken from the row's environment columns:
+// goos and goarch (from platform), pkg (always github.com/evbench/evbench),
+// evbench-version, vcs-revision, go-version and kernel (line breaks in a
+// value become spaces). They are written again, key by key, whenever a row's
+// environment differs from the previous row's; a key the row does not record
+// is cleared with an empty "key:" line. Before the first row come the Unit
+// lines, saying which way is better for each unit:
+//
+//	Unit p50-ns better=lower
+//	Unit deliveries/s better=higher
+//
+// Then one line per row, with an iteration count of 1:
+//
+//	BenchmarkFanout/transport=tcp+tls/clients=100/rooms=10/rooms-per-client=1/publishers=10/rate=1000/payload=256-8 1 85300 p50-ns 140000 p90-ns 412345 p99-ns 1234567 p999-ns 9876543 max-ns 99000 deliveries/s 25344000 goodput-B/s 0 loss-ratio 0 missed 120500 ack-rtt-p50-ns 250000 connect-p50-ns
+//
+// The name holds the scenario's keys only, in this order: transport; server,
+// only when the server was not in-process (an address as host:port); clients;
+// rooms; rooms-per-client; publishers; rate (rate_eps); payload
+// (payload_bytes); and, as `go test` does, a -GOMAXPROCS suffix when the row
+// records gomaxprocs. The repeat, run_id and started_at are never in the
+// name, so benchstat takes the repeats of a scenario as samples of one
+// benchmark; other scenario columns (duration_s, ack_every, seed, send_queue,
+// slow_consumer) are not in it either, so compare runs made with the same
+// ones. In a value, a byte that is not printable ASCII, and '%' and '/', is
+// written as %XX, so a name has no space and its '/' only separate keys;
+// transport names such as tcp+tls and quic-dgram are kept as they are.
+//
+// The units, in line order: p50-ns, p90-ns, p99-ns, p999-ns and max-ns (the
+// fan-out latency percentiles lat_p50_us to lat_max_us), deliveries/s
+// (throughput_eps), goodput-B/s (goodput_Bps), loss-ratio (loss_ratio),
+// missed (missed), ack-rtt-p50-ns (ack_rtt_p50_us) and connect-p50-ns
+// (connect_p50_us). Durations are integer nanoseconds (benchfmt reads -ns
+// units as seconds, -sec); better=lower for all but deliveries/s and
+// goodput-B/s. A duration of 0 means nothing was measured (no emit asked for
+// an ACK, nothing was delivered, a v1 row) and is left out of the line, as is
+// a decimal that is not finite.
+//
+// A row whose error is not empty is skipped: its numbers do not measure the
+// scenario. [GoBenchWriter.Skipped] counts them; the caller reports them.
+//
+// To compare two builds, tell benchstat to ignore the configuration keys that
+// name the build, or it puts each file in a table of its own:
+//
+//	benchstat -ignore evbench-version,vcs-revision old.txt new.txt
 //
 // # Schema versions
 //

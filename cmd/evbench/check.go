@@ -134,7 +134,8 @@ func checkCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// readResultsFile reads the results CSV at path, or standard input for "-".
+// readResultsFile reads the results file at path, CSV or JSON Lines (a
+// file whose first character is '{'), or standard input for "-".
 // It returns the name to report the file by and an error that says, on one
 // line, what is wrong: the file cannot be read, or it is not a results CSV
 // (naming the line).
@@ -153,6 +154,13 @@ func readResultsFile(path string) (name string, rows []results.Result, err error
 			err = pe.Err
 		}
 		return name, nil, fmt.Errorf("cannot read: %w", err)
+	}
+	if trimmed := bytes.TrimLeft(data, "\ufeff \t\r\n"); len(trimmed) > 0 && trimmed[0] == '{' {
+		// JSON Lines (--format json).
+		if rows, err = results.ReadJSON(bytes.NewReader(data)); err != nil {
+			return name, nil, fmt.Errorf("not a results JSON Lines file: %s", strings.TrimPrefix(err.Error(), "results: "))
+		}
+		return name, rows, nil
 	}
 	rows, err = results.ReadCSV(bytes.NewReader(data))
 	if err != nil {

@@ -28,7 +28,8 @@ side.
 Usage:
   evbench run [flags]       benchmark transports, with the server in-process or remote
   evbench serve [flags]     serve the Hub on each transport for remote clients
-  evbench check FILE...     check the invariants of results CSV files
+  evbench check FILE...     check the invariants of results files
+  evbench report FILE...    print results files as a table, CSV, JSON or gobench
   evbench version           print the version and VCS revision
   evbench help [command]    show help
 
@@ -75,6 +76,7 @@ func mainExit(ctx context.Context, args []string, stdout, stderr io.Writer, exit
 		"check":   func(args []string) int { return checkCmd(ctx, args, stdout, stderr) },
 		"version": func(args []string) int { return versionCmd(args, stdout, stderr) },
 		"serve":   func(args []string) int { return runServe(ctx, args, stdout, stderr) },
+		"report":  func(args []string) int { return reportCmd(ctx, args, stdout, stderr) },
 	}
 	switch name := args[0]; name {
 	case "--version":

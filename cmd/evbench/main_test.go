@@ -118,7 +118,7 @@ func TestTopLevelHelp(t *testing.T) {
 		if code != exitOK || stderr != "" {
 			t.Errorf("evbench %q: exit %d, stderr %q; want 0 and nothing on stderr", args, code, stderr)
 		}
-		for _, want := range []string{"evbench run [flags]", "evbench check FILE", "evbench version", "evbench help [command]"} {
+		for _, want := range []string{"evbench run [flags]", "evbench check FILE", "evbench serve [flags]", "evbench report FILE", "evbench version", "evbench help [command]"} {
 			if !strings.Contains(stdout, want) {
 				t.Errorf("evbench %q: help lacks %q:\n%s", args, want, stdout)
 			}
@@ -151,6 +151,7 @@ func TestRunHelp(t *testing.T) {
 		"ca":               {"PEM", "--cert-out", "system's roots"},
 		"insecure":         {"--server", "do not verify"},
 		"count":            {"interleaved", "repeat", "(default 1)"},
+		"format":           {"csv", "json", "gobench", "benchstat", `(default "csv")`},
 		"out":              {"CSV", "schema v2", "- for stdout", "default: no file"},
 		"quiet":            {"no table", "stderr", "needs -o"},
 	}

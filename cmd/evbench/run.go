@@ -32,6 +32,7 @@ type runOptions struct {
 	caFile       string   // --ca
 	insecure     bool     // --insecure
 	count        int      // --count: repeats of each transport
+	format       string   // --format of -o
 	out          string
 	quiet        bool
 	stderr       io.Writer // progress, set by runCmd
@@ -95,6 +96,8 @@ func runFlags(o *runOptions) *pflag.FlagSet {
 		"with --server, do not verify the server's TLS certificate (encryption stays on)")
 	fs.IntVar(&o.count, "count", 1,
 		"run each transport this many times, interleaved (A B C A B C ...) so that drift hits all alike; one row per repeat, numbered from 0 in the repeat column")
+	fs.StringVar(&o.format, "format", "csv",
+		"format of -o: csv, json (JSON Lines, one object per row as it completes) or gobench (the Go benchmark format benchstat reads; rows with an error are left out)")
 	fs.StringVarP(&o.out, "out", "o", "",
 		fmt.Sprintf("write the results as CSV (schema v%d) to this file, atomically, after each transport; - for stdout (default: no file)", results.SchemaVersion))
 	fs.BoolVarP(&o.quiet, "quiet", "q", false,
@@ -189,6 +192,9 @@ func (o *runOptions) validate() ([]aimed, error) {
 	}
 	if len(o.transports) == 0 {
 		return nil, errors.New("--transports names no transport")
+	}
+	if err := checkFormat(o.format); err != nil {
+		return nil, err
 	}
 	if o.count < 1 || o.count > maxCount {
 		return nil, fmt.Errorf("--count must be between 1 and %d repeats, got %d", maxCount, o.count)
@@ -375,30 +381,29 @@ func checkOutput(path string) error {
 }
 
 // rowWriter keeps the results file up to date: a file is rewritten
-// atomically with every row so far, so a run killed later still leaves the
-// rows measured before; stdout (-o -) gets each row as it comes.
+// atomically, in its format, with every row so far, so a run killed later
+// still leaves the rows measured before; stdout (-o -) gets each row as it
+// comes.
 type rowWriter struct {
-	path string
-	cw   *results.CSVWriter // for stdout
+	path   string
+	format string
+	stream func(*results.Result) error // for stdout
 }
 
-func newRowWriter(path string, stdout io.Writer) *rowWriter {
-	w := &rowWriter{path: path}
+func newRowWriter(path, format string, stdout io.Writer) *rowWriter {
+	w := &rowWriter{path: path, format: format}
 	if path == stdoutPath {
-		w.cw = results.NewCSVWriter(stdout)
+		w.stream = rowStream(stdout, format)
 	}
 	return w
 }
 
 // write records rows, of which the last one is new.
 func (w *rowWriter) write(rows []results.Result) error {
-	if w.cw == nil {
-		return results.WriteCSVFile(w.path, rows)
+	if w.stream != nil {
+		return w.stream(&rows[len(rows)-1])
 	}
-	if err := w.cw.Write(&rows[len(rows)-1]); err != nil {
-		return err
-	}
-	return w.cw.Flush()
+	return results.WriteFileAtomic(w.path, func(f io.Writer) error { return encodeRows(f, w.format, rows) })
 }
 
 // runCmd is `evbench run`. exitEarly, when not nil, is called with the exit
@@ -432,7 +437,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, exitEa
 	if o.out == stdoutPath {
 		table = stderr // stdout carries the CSV
 	}
-	out := newRowWriter(o.out, stdout)
+	out := newRowWriter(o.out, o.format, stdout)
 
 	runID := newRunID()
 	var rows []results.Result
@@ -445,6 +450,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, exitEa
 			if o.out != "" && o.out != stdoutPath && writeErr == nil {
 				fmt.Fprintf(stderr, "evbench: wrote %s to %s\n", plural(len(rows), "row"), o.out)
 			}
+		}
+		if n := errorRows(rows); n > 0 && o.format == "gobench" && o.out != "" {
+			fmt.Fprintf(stderr, "evbench: %s with an error left out of the gobench output (see the table or a csv file)\n", plural(n, "row"))
 		}
 		switch {
 		case writeErr != nil:

@@ -30,6 +30,7 @@ Usage:
   evbench serve [flags]     serve the Hub on each transport for remote clients
   evbench check FILE...     check the invariants of results files
   evbench report FILE...    print results files as a table, CSV, JSON or gobench
+  evbench compare OLD NEW   compare two results files; exit 1 on a regression
   evbench version           print the version and VCS revision
   evbench help [command]    show help
 
@@ -77,6 +78,7 @@ func mainExit(ctx context.Context, args []string, stdout, stderr io.Writer, exit
 		"version": func(args []string) int { return versionCmd(args, stdout, stderr) },
 		"serve":   func(args []string) int { return runServe(ctx, args, stdout, stderr) },
 		"report":  func(args []string) int { return reportCmd(ctx, args, stdout, stderr) },
+		"compare": func(args []string) int { return compareCmd(ctx, args, stdout, stderr) },
 	}
 	switch name := args[0]; name {
 	case "--version":

@@ -3,6 +3,7 @@ package results
 import (
 	"bytes"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -217,4 +218,41 @@ func TestCompareWrite(t *testing.T) {
 		t.Errorf("output keeps the BenchmarkFanout prefix:\n%s", out)
 	}
 	t.Logf("\n%s", out)
+}
+
+// TestCompareAA is docs/cases.md C11: an A/A comparison, old and new drawn
+// from one distribution (log-normal latencies, normal throughput, seeded),
+// at 10 repeats a side reports no regression or improvement in at least 4
+// of 5 tries, and at 3 repeats says the count is too small to ever be
+// significant.
+func TestCompareAA(t *testing.T) {
+	draw := func(rng *rand.Rand, n int) []Result {
+		rows := make([]Result, n)
+		for i := range rows {
+			lat := func(med float64) time.Duration {
+				return time.Duration(med * math.Exp(0.3*rng.NormFloat64()) * float64(time.Microsecond))
+			}
+			rows[i] = Result{
+				Transport: "tcp", Clients: 50, Rooms: 5, Publishers: 50, RateEPS: 50, PayloadBytes: 128, Repeat: i,
+				LatP50: lat(250), LatP99: lat(900), LatP999: lat(3000),
+				ThroughputEPS: 22500 * (1 + 0.01*rng.NormFloat64()), LossRatio: 0,
+			}
+		}
+		return rows
+	}
+	clean := 0
+	for try := range 5 {
+		rng := rand.New(rand.NewPCG(uint64(try), 11))
+		rep := Compare(draw(rng, 10), draw(rng, 10), CompareOptions{})
+		if rep.Regressions() == 0 && rep.Count(VerdictImprovement) == 0 && rep.TooFew() == 0 {
+			clean++
+		}
+	}
+	if clean < 4 {
+		t.Errorf("A/A at 10 repeats: %d of 5 tries without a change reported, want at least 4", clean)
+	}
+	rng := rand.New(rand.NewPCG(99, 11))
+	if rep := Compare(draw(rng, 3), draw(rng, 3), CompareOptions{}); rep.TooFew() == 0 {
+		t.Errorf("A/A at 3 repeats: no comparison marked too few: %+v", rep.Rows)
+	}
 }

@@ -25,7 +25,7 @@
 # Exit status: that of evbench compare (0 no regression, 1 regression or too
 # few repeats, 2 bad input); 2 for a usage error here; 3 when HEAD's build
 # has no compare command (after writing the results); other non-zero when a
-# build or a run fails or HEAD's build has no compare command.
+# build or a run fails.
 set -euo pipefail
 export LC_ALL=C
 

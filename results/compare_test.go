@@ -141,10 +141,40 @@ func TestCompareTooFew(t *testing.T) {
 	if rep.TooFew() != len(CompareMetrics) || rep.Regressions() != 0 {
 		t.Errorf("too few %d regressions %d, want %d 0", rep.TooFew(), rep.Regressions(), len(CompareMetrics))
 	}
-	// At alpha 0.2, 3 against 3 can be significant (smallest p is 0.1).
-	rep = Compare(old, new, CompareOptions{Alpha: 0.2})
+	// At alpha 0.6, 3 against 3 can be significant even after Holm's
+	// correction over the 5 metrics (smallest p 0.1 ≤ 0.6/5).
+	rep = Compare(old, new, CompareOptions{Alpha: 0.6})
 	if rep.TooFew() != 0 || rowFor(t, rep, "tcp", MetricLatP99).Verdict != VerdictRegression {
-		t.Errorf("alpha 0.2: %+v, want a lat_p99 regression and no too few", rep.Rows)
+		t.Errorf("alpha 0.6: %+v, want a lat_p99 regression and no too few", rep.Rows)
+	}
+	// At alpha 0.2 one comparison alone could be significant, but not five
+	// with the correction: 0.1 > 0.2/5.
+	if rep = Compare(old, new, CompareOptions{Alpha: 0.2}); rep.TooFew() != len(CompareMetrics) {
+		t.Errorf("alpha 0.2: too few %d, want all %d (Holm's first level is 0.04)", rep.TooFew(), len(CompareMetrics))
+	}
+}
+
+// TestCompareHolm: of two transports with the same p-value, Holm's
+// correction calls both significant when the smaller passes alpha/2 and the
+// other alpha/1, and neither when the smallest fails alpha/m.
+func TestCompareHolm(t *testing.T) {
+	rep := CompareReport{Alpha: 0.05, Rows: []CompareRow{
+		{Metric: MetricLatP50, P: 0.02, Delta: 0.5, Threshold: 0.1, Old: CompareStat{N: 10}, New: CompareStat{N: 10}},
+		{Metric: MetricLatP99, P: 0.04, Delta: 0.5, Threshold: 0.1, Old: CompareStat{N: 10}, New: CompareStat{N: 10}},
+		{Metric: MetricLatP999, P: 0.03, Delta: 0.5, Threshold: 0.1, Old: CompareStat{N: 10}, New: CompareStat{N: 10}},
+	}}
+	rep.judge()
+	// Sorted: 0.02 ≤ 0.05/3 fails (0.0167), so nothing is significant.
+	if rep.Regressions() != 0 {
+		t.Errorf("%d regressions, want 0: 0.02 is above 0.05/3", rep.Regressions())
+	}
+	rep.Rows[0].P = 0.01 // ≤ 0.0167; next 0.03 ≤ 0.025 fails: one significant
+	for i := range rep.Rows {
+		rep.Rows[i].Significant = false
+	}
+	rep.judge()
+	if rep.Regressions() != 1 || rep.Rows[0].Verdict != VerdictRegression {
+		t.Errorf("verdicts %v %v %v, want only the first a regression", rep.Rows[0].Verdict, rep.Rows[1].Verdict, rep.Rows[2].Verdict)
 	}
 }
 
@@ -209,7 +239,7 @@ func TestCompareWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	for _, want := range []string{"KEY", "transport=tcp+tls/clients=100", "lat_p99", "4ms ± ∞", "6ms ± ∞", "+50.0%", "regression", "transport=kcp", "only in new", "2 regressions"} {
+	for _, want := range []string{"KEY", "transport=tcp+tls/clients=100", "lat_p99", "4ms ± ∞", "6ms ± ∞", "+50.0%", "regression", "transport=kcp", "only in new", "regressions: 2"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

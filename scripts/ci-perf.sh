@@ -13,7 +13,7 @@
 # in-process one on 127.0.0.1.
 # Environment:
 #   OUT_DIR        where results go (default: a new temp dir), printed at the end
-#   REPS           repeats per build (default 5), each an `evbench run --count 1`
+#   REPS           repeats per build (default 8), each an `evbench run --count 1`
 #   COMPARE_FLAGS  extra flags for evbench compare, split on whitespace
 #                  (e.g. "--threshold ... --alpha 0.05")
 # Writes to OUT_DIR: BASE.jsonl and HEAD.jsonl (the rows, JSON Lines),
@@ -54,7 +54,7 @@ for a in ${extra[@]+"${extra[@]}"}; do
 	esac
 done
 
-reps=${REPS:-5}
+reps=${REPS:-8}
 case $reps in
 '' | *[!0-9]* | 0)
 	log "REPS must be a positive integer, not '$reps'"

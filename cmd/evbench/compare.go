@@ -21,20 +21,24 @@ each forming a sample, and for lat_p50, lat_p99, lat_p999, throughput and
 loss (loss_ratio) it prints the old and new medians with their 95%
 confidence interval, the change, the Mann-Whitney U test's p-value and a
 verdict. A change is a regression when it is in the worse direction, beyond
-the metric's threshold and significant (p < alpha). Rows with an error are
-skipped and counted; a scenario or transport in one file only is reported
-as such, never as a regression.
+the metric's threshold and significant at alpha after Holm's correction
+over every comparison of the report (so that alpha bounds the chance of any
+false alarm, not of each). Rows with an error are skipped and counted; a
+scenario or transport in one file only is reported as such, never as a
+regression.
 
 Thresholds (--threshold metric=value,...): relative for the latencies and
 throughput, as a percentage; absolute for loss, as a ratio. The defaults are
-lat_p50=10%,lat_p99=10%,lat_p999=20%,throughput=5%,loss=0.001.
+lat_p50=10%,lat_p99=20%,lat_p999=30%,throughput=5%,loss=0.001.
 
-With the U test, a sample of 3 repeats against 3 can never reach p < 0.05
-(the smallest p is 0.1); such comparisons are marked "too few".
+With the U test, 5 repeats against 5 give at best p = 0.008: enough for
+one transport's 5 metrics (0.05/5), too few for 4 transports' 20
+(0.05/20); 8 against 8 give 0.00016. Such comparisons are marked "too few".
 
-Exit status: 0 no regression; 1 a regression, or (without --allow-few) a
-comparison with too few repeats to ever be significant; 2 usage error or a
-file that is not a results file.
+Exit status: 0 no regression; 1 a regression, a scenario or transport of
+OLD missing from NEW or rows of NEW with an error (without --allow-missing),
+nothing compared, or (without --allow-few) too few repeats to ever be
+significant; 2 usage error or a file that is not a results file.
 
 Flags:
 `
@@ -45,6 +49,7 @@ func compareCmd(_ context.Context, args []string, stdout, stderr io.Writer) int 
 	threshold := flags.String("threshold", "", "per-metric thresholds, e.g. lat_p99=10%,throughput=5%,loss=0.001 (others keep their defaults)")
 	alpha := flags.Float64("alpha", results.DefaultCompareAlpha, "significance level: a change is significant when p < alpha (0 < alpha < 1)")
 	allowFew := flags.Bool("allow-few", false, "exit 0 even when some comparison has too few repeats to ever be significant")
+	allowMissing := flags.Bool("allow-missing", false, "exit 0 even when a scenario or transport of OLD has no row without an error in NEW")
 	flags.SortFlags = false
 	flags.Usage = func() { fmt.Fprint(flags.Output(), compareHelp+flags.FlagUsagesWrapped(80)) }
 	flags.SetOutput(io.Discard)
@@ -92,12 +97,29 @@ func compareCmd(_ context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitFailed
 	}
 	code := exitOK
+	// A transport that stopped working, or a scenario that changed, would
+	// otherwise pass unseen: a key of old without a usable row in new,
+	// rows of new with an error, and nothing compared at all fail the gate.
+	missing := report.Count(results.VerdictOnlyInOld)
+	switch {
+	case report.Comparisons() == 0:
+		fmt.Fprintln(stderr, "evbench compare: nothing was compared: no scenario and transport has rows without an error in both files")
+		code = exitFailed
+	case missing > 0 || report.SkippedNew > 0:
+		msg := fmt.Sprintf("evbench compare: %s of OLD missing from NEW, %s of NEW with an error", plural(missing, "scenario/transport"), plural(report.SkippedNew, "row"))
+		if *allowMissing {
+			fmt.Fprintln(stderr, msg+"; allowed by --allow-missing")
+		} else {
+			fmt.Fprintln(stderr, msg+" (pass --allow-missing to accept that)")
+			code = exitFailed
+		}
+	}
 	if n := report.Regressions(); n > 0 {
 		fmt.Fprintf(stderr, "evbench compare: %s\n", plural(n, "regression"))
 		code = exitFailed
 	}
 	if n := report.TooFew(); n > 0 {
-		msg := fmt.Sprintf("evbench compare: %s with too few repeats to ever be significant at alpha %v (the U test needs more repeats, e.g. at least 4 in each file at 0.05); run more repeats", plural(n, "comparison"), report.Alpha)
+		msg := fmt.Sprintf("evbench compare: %s with too few repeats to ever be significant at alpha %v over %d comparisons (Holm's first level is %.2g); run more repeats", plural(n, "comparison"), report.Alpha, report.Comparisons(), report.Alpha/float64(report.Comparisons()))
 		if *allowFew {
 			fmt.Fprintln(stderr, msg+"; allowed by --allow-few")
 		} else {

@@ -146,9 +146,37 @@ func TestCompareCmdErrorRowsSkipped(t *testing.T) {
 		bad[i].Repeat = 5 + i
 	}
 	new := append(compareFileRows("tcp", 5, 4*time.Millisecond, 1000, 0), bad...)
+	// Rows of NEW with an error fail the gate (a transport that broke),
+	// unless --allow-missing; the rest is compared either way.
 	code, out, errOut := runCompare(t, old, new)
-	if code != exitOK || !strings.Contains(out, "0 old and 2 new rows skipped") {
-		t.Errorf("exit %d, want 0 with 2 rows skipped\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	if code != exitFailed || !strings.Contains(out, "rows skipped for an error: 0 old, 2 new") || !strings.Contains(errOut, "2 rows of NEW with an error") {
+		t.Errorf("exit %d, want 1 with 2 rows skipped\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if code, _, errOut := runCompare(t, old, new, "--allow-missing"); code != exitOK {
+		t.Errorf("--allow-missing: exit %d, want 0\nstderr:\n%s", code, errOut)
+	}
+}
+
+// TestCompareCmdMissing: a transport of OLD absent from NEW, or two files
+// that share no scenario, fail the gate: a change that breaks a transport
+// or the scenario must not pass unseen.
+func TestCompareCmdMissing(t *testing.T) {
+	old := append(compareFileRows("tcp", 5, 4*time.Millisecond, 1000, 0), compareFileRows("udp", 5, 4*time.Millisecond, 1000, 0)...)
+	onlyTCP := compareFileRows("tcp", 5, 4*time.Millisecond, 1000, 0)
+	code, _, errOut := runCompare(t, old, onlyTCP)
+	if code != exitFailed || !strings.Contains(errOut, "1 scenario/transport of OLD missing from NEW") {
+		t.Errorf("udp missing: exit %d, want 1\nstderr:\n%s", code, errOut)
+	}
+	if code, _, _ := runCompare(t, old, onlyTCP, "--allow-missing"); code != exitOK {
+		t.Errorf("udp missing with --allow-missing: exit %d, want 0", code)
+	}
+	other := compareFileRows("tcp", 5, 4*time.Millisecond, 1000, 0)
+	for i := range other {
+		other[i].Clients = 999
+	}
+	code, _, errOut = runCompare(t, onlyTCP, other, "--allow-missing")
+	if code != exitFailed || !strings.Contains(errOut, "nothing was compared") {
+		t.Errorf("no common scenario: exit %d, want 1\nstderr:\n%s", code, errOut)
 	}
 }
 

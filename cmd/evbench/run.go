@@ -99,7 +99,7 @@ func runFlags(o *runOptions) *pflag.FlagSet {
 	fs.StringVar(&o.format, "format", "csv",
 		"format of -o: csv, json (JSON Lines, one object per row as it completes) or gobench (the Go benchmark format benchstat reads; rows with an error are left out)")
 	fs.StringVarP(&o.out, "out", "o", "",
-		fmt.Sprintf("write the results as CSV (schema v%d) to this file, atomically, after each transport; - for stdout (default: no file)", results.SchemaVersion))
+		fmt.Sprintf("write the results (schema v%d, in --format) to this file, atomically, after each transport; - for stdout (default: no file)", results.SchemaVersion))
 	fs.BoolVarP(&o.quiet, "quiet", "q", false,
 		"print no table and no progress (errors still go to stderr); needs -o")
 	fs.SortFlags = false
@@ -196,6 +196,9 @@ func (o *runOptions) validate() ([]aimed, error) {
 	if err := checkFormat(o.format); err != nil {
 		return nil, err
 	}
+	if o.fs.Changed("format") && o.out == "" {
+		return nil, errors.New("--format is the format of -o: add -o FILE, or -o - for stdout")
+	}
 	if o.count < 1 || o.count > maxCount {
 		return nil, fmt.Errorf("--count must be between 1 and %d repeats, got %d", maxCount, o.count)
 	}
@@ -235,7 +238,7 @@ func (o *runOptions) validate() ([]aimed, error) {
 		trs = append(trs, aimed{tr: tr, server: server})
 	}
 	if o.quiet && o.out == "" {
-		return nil, errors.New("-q prints no table, so without -o nothing would be kept: add -o FILE (or -o - for CSV on stdout)")
+		return nil, errors.New("-q prints no table, so without -o nothing would be kept: add -o FILE (or -o - for the rows on stdout)")
 	}
 	return trs, nil
 }

@@ -184,6 +184,10 @@ type CompareReport struct {
 	Thresholds map[string]float64
 	// SkippedOld and SkippedNew count the rows with an Error, left out.
 	SkippedOld, SkippedNew int
+	// Mismatches name, per key compared, the settings outside the key in
+	// which its old and new rows differ (such as "duration_s 1 vs 30"):
+	// the comparison may then measure the settings, not the change.
+	Mismatches []string
 }
 
 // Count returns the number of rows with verdict v.
@@ -271,6 +275,9 @@ func Compare(old, new []Result, opts CompareOptions) CompareReport {
 		for _, m := range CompareMetrics {
 			rep.Rows = append(rep.Rows, compareMetric(k, og, ng, m, thresholds[m], &bt))
 		}
+		if d := settingsDiff(og.rows[0], ng.rows[0]); d != "" {
+			rep.Mismatches = append(rep.Mismatches, strings.TrimPrefix(k, "BenchmarkFanout/")+": "+d)
+		}
 	}
 	rep.judge()
 	for _, k := range newKeys {
@@ -333,6 +340,22 @@ func (rep *CompareReport) Comparisons() int {
 		}
 	}
 	return n
+}
+
+// settingsDiff names the scenario settings outside the compare key in which
+// rows a and b differ, as "column a vs b", or is "".
+func settingsDiff(a, b *Result) string {
+	var diffs []string
+	for _, c := range columns {
+		switch c.name {
+		case "duration_s", "warmup_s", "drain_s", "ack_every", "seed", "send_queue", "slow_consumer",
+			"max_sched_lag_us", "connect_timeout_s":
+			if va, vb := c.format(a), c.format(b); va != vb {
+				diffs = append(diffs, c.name+" "+va+" vs "+vb)
+			}
+		}
+	}
+	return strings.Join(diffs, ", ")
 }
 
 // compareMetric compares one metric of one key; judge gives the verdict.
@@ -414,6 +437,11 @@ func WriteCompare(w io.Writer, report CompareReport) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, m := range report.Mismatches {
+		if _, err := fmt.Fprintf(w, "\nnote: old and new differ outside the key: %s", m); err != nil {
+			return err
+		}
 	}
 	only := report.Count(VerdictOnlyInOld) + report.Count(VerdictOnlyInNew)
 	_, err := fmt.Fprintf(w, "\nregressions: %d, improvements: %d, too few: %d, on one side only: %d; alpha %v (Holm, %d comparisons); rows skipped for an error: %d old, %d new\n",

@@ -286,3 +286,28 @@ func TestCompareAA(t *testing.T) {
 		t.Errorf("A/A at 3 repeats: no comparison marked too few: %+v", rep.Rows)
 	}
 }
+
+// TestCompareSettingsMismatch: rows compared under one key but measured
+// with other settings (window, seed) are named in a note, and judged as
+// usual.
+func TestCompareSettingsMismatch(t *testing.T) {
+	old := compareRows("tcp", 5, 4*time.Millisecond, 10000, 0)
+	new := compareRows("tcp", 5, 4*time.Millisecond, 10000, 0)
+	for i := range new {
+		new[i].Duration, new[i].Seed = 30*time.Second, 7
+	}
+	rep := Compare(old, new, CompareOptions{})
+	if len(rep.Mismatches) != 1 || !strings.Contains(rep.Mismatches[0], "duration_s 0 vs 30") || !strings.Contains(rep.Mismatches[0], "seed 0 vs 7") {
+		t.Errorf("mismatches %q, want duration_s and seed named", rep.Mismatches)
+	}
+	var buf bytes.Buffer
+	if err := WriteCompare(&buf, rep); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "note: old and new differ outside the key") {
+		t.Errorf("output lacks the note:\n%s", buf.String())
+	}
+	if rep = Compare(old, old, CompareOptions{}); len(rep.Mismatches) != 0 {
+		t.Errorf("identical settings: mismatches %q", rep.Mismatches)
+	}
+}

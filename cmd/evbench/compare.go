@@ -25,7 +25,9 @@ the metric's threshold and significant at alpha after Holm's correction
 over every comparison of the report (so that alpha bounds the chance of any
 false alarm, not of each). Rows with an error are skipped and counted; a
 scenario or transport in one file only is reported as such, never as a
-regression.
+regression. Settings outside the key (duration, warm-up, drain, ack-every,
+seed, send queue, slow-consumer policy) that differ between the files are
+named in a note.
 
 Thresholds (--threshold metric=value,...): relative for the latencies and
 throughput, as a percentage; absolute for loss, as a ratio. The defaults are

@@ -88,17 +88,13 @@ func reliableNames() []string {
 func checkCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	var o checkOptions
 	flags := checkFlags(&o)
-	flags.SetOutput(io.Discard)
 	usageErr := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "evbench check: "+format+"\nRun 'evbench check --help' for usage.\n", a...)
 		return exitUsage
 	}
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			flags.SetOutput(stdout)
-			flags.Usage()
-			return exitOK
-		}
+	if help, err := parseFlagsAndArgs(flags, args, stdout); help {
+		return exitOK
+	} else if err != nil {
 		return usageErr("%v", err)
 	}
 	files := flags.Args()

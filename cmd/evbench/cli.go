@@ -114,6 +114,18 @@ func (e usageError) Unwrap() error { return e.err }
 // parseFlags parses args into fs, printing help to stdout for --help and
 // returning a usageError otherwise.
 func parseFlags(fs *pflag.FlagSet, args []string, stdout io.Writer) (help bool, err error) {
+	if help, err = parseFlagsAndArgs(fs, args, stdout); help || err != nil {
+		return help, err
+	}
+	if fs.NArg() > 0 {
+		return false, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return false, nil
+}
+
+// parseFlagsAndArgs is parseFlags for a command that takes arguments after
+// its flags (files): fs.Args() holds them.
+func parseFlagsAndArgs(fs *pflag.FlagSet, args []string, stdout io.Writer) (help bool, err error) {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -122,9 +134,6 @@ func parseFlags(fs *pflag.FlagSet, args []string, stdout io.Writer) (help bool, 
 			return true, nil
 		}
 		return false, usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return false, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	return false, nil
 }

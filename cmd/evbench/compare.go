@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -54,17 +53,13 @@ func compareCmd(_ context.Context, args []string, stdout, stderr io.Writer) int 
 	allowMissing := flags.Bool("allow-missing", false, "exit 0 even when a scenario or transport of OLD has no row without an error in NEW")
 	flags.SortFlags = false
 	flags.Usage = func() { fmt.Fprint(flags.Output(), compareHelp+flags.FlagUsagesWrapped(80)) }
-	flags.SetOutput(io.Discard)
 	usageErr := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "evbench compare: "+format+"\nRun 'evbench compare --help' for usage.\n", a...)
 		return exitUsage
 	}
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			flags.SetOutput(stdout)
-			flags.Usage()
-			return exitOK
-		}
+	if help, err := parseFlagsAndArgs(flags, args, stdout); help {
+		return exitOK
+	} else if err != nil {
 		return usageErr("%v", err)
 	}
 	thresholds, err := results.ParseThresholds(*threshold)

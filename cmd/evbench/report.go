@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -31,17 +30,13 @@ func reportCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	format := flags.String("format", "table", "output: table, csv, json (JSON Lines) or gobench (the Go benchmark format)")
 	flags.SortFlags = false
 	flags.Usage = func() { fmt.Fprint(flags.Output(), reportHelp+flags.FlagUsagesWrapped(80)) }
-	flags.SetOutput(io.Discard)
 	usageErr := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "evbench report: "+format+"\nRun 'evbench report --help' for usage.\n", a...)
 		return exitUsage
 	}
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			flags.SetOutput(stdout)
-			flags.Usage()
-			return exitOK
-		}
+	if help, err := parseFlagsAndArgs(flags, args, stdout); help {
+		return exitOK
+	} else if err != nil {
 		return usageErr("%v", err)
 	}
 	if *format != "table" {

@@ -2,87 +2,17 @@ package ws
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"fmt"
-	"math/big"
 	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/evbench/evbench/transports"
 	"github.com/evbench/evbench/transports/transporttest"
 )
-
-// wrappedConn hides the *net.TCPConn under it: the transport may use it
-// through net.Conn's methods only.
-type wrappedConn struct{ net.Conn }
-
-// wrappedListener wraps every accepted connection and counts them.
-type wrappedListener struct {
-	net.Listener
-	accepts *atomic.Int64
-}
-
-func (l wrappedListener) Accept() (net.Conn, error) {
-	nc, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	l.accepts.Add(1)
-	return wrappedConn{nc}, nil
-}
-
-// countingNet is a Config's Dial and Listen that wrap every connection in
-// a wrappedConn and count their calls. They refuse any address but
-// 127.0.0.1, so that no test reaches beyond loopback.
-type countingNet struct {
-	dials, listens, accepts atomic.Int64
-}
-
-func loopbackOnly(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
-	}
-	if host != "127.0.0.1" {
-		return fmt.Errorf("test network: %s is not 127.0.0.1", addr)
-	}
-	return nil
-}
-
-func (n *countingNet) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	if err := loopbackOnly(addr); err != nil {
-		return nil, err
-	}
-	n.dials.Add(1)
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	return wrappedConn{nc}, nil
-}
-
-func (n *countingNet) listen(ctx context.Context, network, addr string) (net.Listener, error) {
-	if err := loopbackOnly(addr); err != nil {
-		return nil, err
-	}
-	n.listens.Add(1)
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	return wrappedListener{Listener: ln, accepts: &n.accepts}, nil
-}
 
 // constructors lists this package's two constructors.
 var constructors = []struct {
@@ -113,13 +43,13 @@ func netConn(c transports.Conn) net.Conn { return c.(*conn).raw }
 func TestConformanceWrappedNet(t *testing.T) {
 	for _, c := range constructors {
 		t.Run(c.name, func(t *testing.T) {
-			var n countingNet
-			tr := build(t, c.newT, transports.Config{Dial: n.dial, Listen: n.listen, ReadBufferBytes: 64 << 10})
+			var n transporttest.CountingNet
+			tr := build(t, c.newT, transports.Config{Dial: n.Dial, Listen: n.Listen, ReadBufferBytes: 64 << 10})
 			transporttest.Run(t, tr)
 			if t.Failed() {
 				return
 			}
-			dials, listens, accepts := n.dials.Load(), n.listens.Load(), n.accepts.Load()
+			dials, listens, accepts := n.Dials.Load(), n.Listens.Load(), n.Accepts.Load()
 			if dials == 0 || listens == 0 || accepts == 0 {
 				t.Errorf("Config used for %d dials, %d listens, %d accepts; want all nonzero", dials, listens, accepts)
 			}
@@ -130,73 +60,32 @@ func TestConformanceWrappedNet(t *testing.T) {
 				name string
 				c    transports.Conn
 			}{{"client", client}, {"server", server}} {
-				if _, ok := netConn(end.c).(wrappedConn); !ok {
-					t.Errorf("%s Conn is over a %T, want the Config's wrappedConn", end.name, netConn(end.c))
+				if _, ok := netConn(end.c).(transporttest.WrappedConn); !ok {
+					t.Errorf("%s Conn is over a %T, want the Config's WrappedConn", end.name, netConn(end.c))
 				}
 			}
 		})
 	}
 }
 
-// testCert is a self-signed certificate other than the process's default
-// one, valid for 127.0.0.1 and the name certName.
-type testCert struct {
-	cert tls.Certificate
-	pool *x509.CertPool // trusts cert alone
-}
-
-const certName = "evbench.test"
-
-func newTestCert(t *testing.T) testCert {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "evbench test"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		DNSNames:              []string{certName},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return testCert{cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool: pool}
-}
-
 // TestTLSConfig serves wss with the Config's ServerTLS and dials with
 // its ClientTLS, checking which pairings connect, and that a refused one
 // fails with the x509 error of certificate verification.
 func TestTLSConfig(t *testing.T) {
-	tc := newTestCert(t)
-	custom := &tls.Config{Certificates: []tls.Certificate{tc.cert}}
+	tc := transporttest.NewCert(t)
+	custom := &tls.Config{Certificates: []tls.Certificate{tc.Cert}}
 	tests := []struct {
 		name    string
 		server  *tls.Config
 		client  *tls.Config
 		wantErr error // nil: the connection works; else the x509 error errors.As finds
 	}{
-		{"custom server, client trusts it", custom, &tls.Config{RootCAs: tc.pool}, nil},
-		{"custom server, client trusts it, ServerName set", custom, &tls.Config{RootCAs: tc.pool, ServerName: certName}, nil},
-		{"custom server, ServerName not in the certificate", custom, &tls.Config{RootCAs: tc.pool, ServerName: "other.test"}, x509.HostnameError{}},
+		{"custom server, client trusts it", custom, &tls.Config{RootCAs: tc.Pool}, nil},
+		{"custom server, client trusts it, ServerName set", custom, &tls.Config{RootCAs: tc.Pool, ServerName: transporttest.CertName}, nil},
+		{"custom server, ServerName not in the certificate", custom, &tls.Config{RootCAs: tc.Pool, ServerName: "other.test"}, x509.HostnameError{}},
 		{"custom server, default client", custom, nil, x509.UnknownAuthorityError{}},
 		{"custom server, InsecureSkipVerify", custom, &tls.Config{InsecureSkipVerify: true}, nil},
-		{"default server, client trusts only the custom one", nil, &tls.Config{RootCAs: tc.pool}, x509.UnknownAuthorityError{}},
+		{"default server, client trusts only the custom one", nil, &tls.Config{RootCAs: tc.Pool}, x509.UnknownAuthorityError{}},
 		{"default server, default client", nil, nil, nil},
 	}
 	for _, tt := range tests {

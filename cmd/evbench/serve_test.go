@@ -6,17 +6,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -34,6 +29,7 @@ import (
 
 	"github.com/evbench/evbench/bench"
 	"github.com/evbench/evbench/transports"
+	"github.com/evbench/evbench/transports/transporttest"
 )
 
 // serveWait bounds every wait of these tests on serve: for its listeners,
@@ -479,29 +475,13 @@ func TestServePortInUse(t *testing.T) {
 	}
 }
 
-// writeTestCert writes a self-signed ECDSA certificate for 127.0.0.1 and
-// its key as PEM files in dir and returns their paths.
+// writeTestCert writes a self-signed certificate for 127.0.0.1
+// (transporttest.NewCert) and its key as PEM files in dir and returns their
+// paths.
 func writeTestCert(t *testing.T, dir string) (certFile, keyFile string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(42),
-		Subject:               pkix.Name{CommonName: "evbench serve test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := transporttest.NewCert(t)
+	der, key := c.Cert.Certificate[0], c.Cert.PrivateKey
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		t.Fatal(err)

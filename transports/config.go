@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/evbench/evbench/transports/internal/selfsigned"
 )
@@ -50,6 +51,33 @@ type Config struct {
 	// udp, quic-go's 7 MiB for quic and quic-dgram, the kernel's own for
 	// stream sockets). Negative is an error.
 	ReadBufferBytes, WriteBufferBytes int
+
+	// ReadTimeout bounds how long a frame that has started to arrive may
+	// take to arrive whole, on every Conn the transport makes (server and
+	// client side) whose framing can be left half-sent: a peer that sends
+	// part of a frame and stops (a "slowloris") then gets ReadFrame's error
+	// wrapping ErrReadTimeout instead of holding the connection and its
+	// buffer forever. Waiting for a frame to start is not bounded here (see
+	// HubConfig.IdleTimeout). 0 means DefaultReadTimeout; negative is an
+	// error.
+	ReadTimeout time.Duration
+}
+
+// DefaultReadTimeout is Config.ReadTimeout's default: 10 s, the write
+// deadline nats-server gives a slow consumer (write_deadline), so that a
+// 16 MiB frame needs a little over 13 Mbit/s to arrive in time.
+const DefaultReadTimeout = 10 * time.Second
+
+// ErrReadTimeout is wrapped by the error of a ReadFrame whose frame had
+// started to arrive but was not complete within Config.ReadTimeout.
+var ErrReadTimeout = errors.New("frame not completed within the read timeout")
+
+// FrameReadTimeout is c.ReadTimeout with its default applied.
+func (c Config) FrameReadTimeout() time.Duration {
+	if c.ReadTimeout == 0 {
+		return DefaultReadTimeout
+	}
+	return c.ReadTimeout
 }
 
 // Validate reports a Config field that no transport can use.
@@ -59,6 +87,9 @@ func (c Config) Validate() error {
 	}
 	if c.WriteBufferBytes < 0 {
 		return fmt.Errorf("transport config: WriteBufferBytes is negative (%d)", c.WriteBufferBytes)
+	}
+	if c.ReadTimeout < 0 {
+		return fmt.Errorf("transport config: ReadTimeout is negative (%v)", c.ReadTimeout)
 	}
 	if c.ServerTLS != nil && len(c.ServerTLS.Certificates) == 0 && c.ServerTLS.GetCertificate == nil && c.ServerTLS.GetConfigForClient == nil {
 		return errors.New("transport config: ServerTLS holds no certificate")

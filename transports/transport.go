@@ -117,6 +117,16 @@ type Flusher interface {
 	Flush() error
 }
 
+// AddressValidator is implemented by a Listener that proves a peer owns its
+// source address before it makes a Conn for it, and drops what arrives from
+// an address not yet proven (udp's cookie exchange, after QUIC's address
+// validation, RFC 9000 §8.1). Hub.Serve adds UnvalidatedDrops, the number
+// of such datagrams dropped since the Listener opened, to
+// HubStats.UnvalidatedDrops.
+type AddressValidator interface {
+	UnvalidatedDrops() uint64
+}
+
 // ErrFrameTooLarge is wrapped by errors for frames over a transport's or the
 // codec's size limit.
 var ErrFrameTooLarge = errors.New("frame too large")

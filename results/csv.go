@@ -97,6 +97,16 @@ var columns = []column{
 	appended(intCol("gomaxprocs", func(r *Result) *int { return &r.GOMAXPROCS })),
 	appended(strCol("kernel", func(r *Result) *string { return &r.Kernel })),
 	appended(strCol("platform", func(r *Result) *string { return &r.Platform })),
+	// Added in schema v3.
+	appended(int64Col("send_queue_bytes", func(r *Result) *int64 { return &r.SendQueueBytes })),
+	appended(int64Col("handshake_timeouts", func(r *Result) *int64 { return &r.HandshakeTimeouts })),
+	appended(int64Col("read_timeouts", func(r *Result) *int64 { return &r.ReadTimeouts })),
+	appended(int64Col("idle_closes", func(r *Result) *int64 { return &r.IdleCloses })),
+	appended(int64Col("write_timeouts", func(r *Result) *int64 { return &r.WriteTimeouts })),
+	appended(int64Col("unvalidated_drops", func(r *Result) *int64 { return &r.UnvalidatedDrops })),
+	appended(int64Col("limit_refusals", func(r *Result) *int64 { return &r.LimitRefusals })),
+	appended(int64Col("reconnect_attempts", func(r *Result) *int64 { return &r.ReconnectAttempts })),
+	appended(int64Col("reconnects", func(r *Result) *int64 { return &r.Reconnects })),
 }
 
 // Columns returns the CSV header this package writes: schema v1's columns in

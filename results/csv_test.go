@@ -32,13 +32,19 @@ var v2Columns = []string{
 	"evbench_version", "vcs_revision", "go_version", "gomaxprocs", "kernel", "platform",
 }
 
+// v3Columns are the columns schema v3 added, in file order.
+var v3Columns = []string{
+	"send_queue_bytes", "handshake_timeouts", "read_timeouts", "idle_closes", "write_timeouts",
+	"unvalidated_drops", "limit_refusals", "reconnect_attempts", "reconnects",
+}
+
 // sampleRows returns v2 rows that exercise every column: fractions, large
 // counts, a saturated row, an error that needs RFC 4180 quoting, and the v2
 // columns of an in-process and of a remote server.
 func sampleRows() []Result {
 	rows := sampleRowsV1()
 	for i := range rows {
-		rows[i].Schema = 2
+		rows[i].Schema = SchemaVersion
 	}
 	rows[0].RoomsPerClient, rows[0].AckEvery = 1, 10
 	rows[0].Warmup, rows[0].Drain, rows[0].ConnectTimeout = time.Second, 2*time.Second, 10*time.Second
@@ -49,6 +55,7 @@ func sampleRows() []Result {
 	rows[0].ServerClosedClean = 100
 	rows[0].Version, rows[0].Revision, rows[0].GoVersion = "v0.3.0", "623cde9a1b2c3d4e5f60718293a4b5c6d7e8f901", "go1.26.0"
 	rows[0].GOMAXPROCS, rows[0].Kernel, rows[0].Platform = 8, "Linux 6.1.0-x86_64", "linux/amd64"
+	rows[0].SendQueueBytes = 64 << 20
 
 	rows[1].RoomsPerClient, rows[1].AckEvery = 3, 0 // no emit asked for an ACK
 	rows[1].Warmup, rows[1].Drain, rows[1].ConnectTimeout = 0, 1500*time.Millisecond, 2500*time.Millisecond
@@ -59,6 +66,9 @@ func sampleRows() []Result {
 	rows[1].ServerClosedClean, rows[1].ServerClosedError, rows[1].ServerClosedSlow = 97, 2, 1
 	rows[1].Version, rows[1].Revision, rows[1].GoVersion = "(devel)", "623cde9a1b2c3d4e5f60718293a4b5c6d7e8f901+dirty", "go1.26.0"
 	rows[1].GOMAXPROCS, rows[1].Kernel, rows[1].Platform = 1, "Darwin 24.1.0", "darwin/arm64"
+	rows[1].SendQueueBytes, rows[1].HandshakeTimeouts, rows[1].ReadTimeouts, rows[1].IdleCloses = 1<<20, 3, 4, 5
+	rows[1].WriteTimeouts, rows[1].UnvalidatedDrops, rows[1].LimitRefusals = 1, 123456, 7
+	rows[1].ReconnectAttempts, rows[1].Reconnects = 12, 9
 
 	rows[2].RoomsPerClient, rows[2].AckEvery, rows[2].Seed = 1, 1, math.MaxInt64
 	rows[2].Warmup, rows[2].Drain, rows[2].ConnectTimeout = 1, 3*time.Second, time.Minute
@@ -75,7 +85,7 @@ func sampleRows() []Result {
 // text that needs RFC 4180 quoting in v2's text columns as well.
 func fullRow() Result {
 	return Result{
-		Schema: 2, RunID: "20250102T030405Z-0a0b0c0d", StartedAt: time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC),
+		Schema: SchemaVersion, RunID: "20250102T030405Z-0a0b0c0d", StartedAt: time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC),
 		Transport: "wss", Clients: 1000, Rooms: 20, Publishers: 100, RateEPS: 250.25, PayloadBytes: 512,
 		Duration: 10*time.Second + 1, Repeat: 3,
 		Sent: 250250, Expected: 12512500, Delivered: 12512000, Missed: 500, Duplicates: 4, Reordered: 9,
@@ -95,6 +105,9 @@ func fullRow() Result {
 		ServerClosedClean: 23, ServerClosedError: 24, ServerClosedSlow: 25,
 		Version: "v1.2.3, \"rc\"", Revision: "0123456789abcdef0123456789abcdef01234567+dirty", GoVersion: "go1.26.0 X:nodwarf5",
 		GOMAXPROCS: 12, Kernel: "Linux 6.1.0-x86_64 #1 SMP PREEMPT_DYNAMIC\nsecond line", Platform: "linux/amd64",
+
+		SendQueueBytes: 26, HandshakeTimeouts: 27, ReadTimeouts: 28, IdleCloses: 29, WriteTimeouts: 30,
+		UnvalidatedDrops: 31, LimitRefusals: 32, ReconnectAttempts: 33, Reconnects: 34,
 	}
 }
 
@@ -173,6 +186,7 @@ func writeCSV(t *testing.T, rows []Result) []byte {
 
 func TestColumnsFollowDesign(t *testing.T) {
 	want := append(append(strings.Split(designV1, ", "), appendedColumns...), v2Columns...)
+	want = append(want, v3Columns...)
 	if got := Columns(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Columns() =\n%q\nwant\n%q", got, want)
 	}
@@ -317,8 +331,8 @@ func TestCSVWriterSchemaAndZone(t *testing.T) {
 	in := Result{Schema: 0, StartedAt: time.Date(2025, 6, 1, 12, 0, 0, 5, zone), Transport: "ws"}
 	out := writeCSV(t, []Result{in})
 	rec := readRecords(t, out)[1]
-	if rec[0] != "2" {
-		t.Errorf("schema = %q, want 2", rec[0])
+	if rec[0] != "3" {
+		t.Errorf("schema = %q, want 3", rec[0])
 	}
 	if rec[2] != "2025-06-01T11:00:00.000000005Z" {
 		t.Errorf("started_at = %q, want 2025-06-01T11:00:00.000000005Z", rec[2])

@@ -112,16 +112,17 @@
 // the build and machine that produced the row. Nothing of v1 changed: no
 // column was renamed, moved or given another unit. A v1 file still reads;
 // its rows report schema 1 and their v2 columns read as 0, false or empty,
-// which means not recorded, not measured as zero. This package writes every
-// column with schema 2, so a v1 row written again claims v2: keep the
-// original file.
+// which means not recorded, not measured as zero. Schema v3 appends the
+// columns from send_queue_bytes to reconnects, likewise. This package writes
+// every column with the current schema, so an older row written again
+// claims it: keep the original file.
 //
 // # CSV columns
 //
 // Schema v1, in this order:
 //
 //   - schema (integer): the version of the column set the row was written
-//     with: 2 for every column below, 1 for a file of v1 (see Schema
+//     with: 3 for every column below, 2 or 1 for a file of an older version (see Schema
 //     versions). A reader reports each row's own value.
 //   - run_id (text): identifies the run that produced the row; every row of
 //     one evbench invocation has the same run_id.
@@ -280,6 +281,31 @@
 //     Linux 6.1.0-x86_64.
 //   - platform (text): GOOS/GOARCH, e.g. linux/amd64.
 //
+// Added in schema v3 (absent from v1 and v2 files; a reader treats them as
+// 0): the server's limits against hostile or broken peers, what they cut
+// off over the run, and the fleet's reconnections:
+//
+//   - send_queue_bytes (bytes): the server's bound on the bytes queued for
+//     one connection, beside send_queue's bound in frames.
+//   - handshake_timeouts (connections): connections the server closed
+//     because their HELLO did not arrive within its handshake timeout.
+//   - read_timeouts (connections): connections the server closed because a
+//     frame that had started to arrive was not complete within its read
+//     timeout.
+//   - idle_closes (connections): connections the server closed because it
+//     received nothing from them for its idle timeout.
+//   - write_timeouts (connections): connections the server closed because
+//     one write to them did not complete within its write timeout (slow
+//     consumers, also in server_closed_slow).
+//   - unvalidated_drops (datagrams): datagrams the server dropped because
+//     their source address had not proven it receives there (udp).
+//   - limit_refusals (requests): requests the server refused for crossing a
+//     per-connection limit (rooms, namespaces, name length, payload size).
+//   - reconnect_attempts (dials): the fleet's dials to reconnect clients
+//     whose connection ended without the harness ending it.
+//   - reconnects (connections): those attempts that connected and joined
+//     the client's rooms again.
+//
 // # Invariants
 //
 // Every row holds these, and [Check] (or `evbench check FILE`) checks them:
@@ -294,5 +320,6 @@ package results
 
 // SchemaVersion is the version of the CSV column set this package writes.
 // Versions only append columns; see the package documentation. Version 2
-// added the scenario, capability, server and environment columns.
-const SchemaVersion = 2
+// added the scenario, capability, server and environment columns; version 3
+// the server's limits and the fleet's reconnections.
+const SchemaVersion = 3

@@ -150,7 +150,7 @@ func TestJSONValuesMatchCSV(t *testing.T) {
 	// A sample value, spelled out.
 	line := string(writeJSON(t, sampleRows()[:1]))
 	for _, want := range []string{`"lat_p50_us":85.300,`, `"duration_s":30,`, `"started_at":"2025-01-02T03:04:05.123456789Z",`,
-		`"saturated":false,`, `"transport":"tcp",`, `"rate_eps":1000,`, `"schema":2,`} {
+		`"saturated":false,`, `"transport":"tcp",`, `"rate_eps":1000,`, `"schema":3,`} {
 		if !strings.Contains(line, want) {
 			t.Errorf("line lacks %s:\n%s", want, line)
 		}
@@ -208,8 +208,8 @@ func TestJSONText(t *testing.T) {
 func TestJSONWriterSchemaAndZone(t *testing.T) {
 	in := Result{Schema: 0, StartedAt: time.Date(2025, 6, 1, 12, 0, 0, 5, time.FixedZone("CET", 3600)), Transport: "ws"}
 	obj := readObjects(t, writeJSON(t, []Result{in}))[0]
-	if s := string(obj.vals["schema"]); s != "2" {
-		t.Errorf("schema = %s, want 2", s)
+	if s := string(obj.vals["schema"]); s != "3" {
+		t.Errorf("schema = %s, want 3", s)
 	}
 	if s := string(obj.vals["started_at"]); s != `"2025-06-01T11:00:00.000000005Z"` {
 		t.Errorf("started_at = %s", s)

@@ -220,4 +220,42 @@ type Result struct {
 	Kernel string
 	// Platform is GOOS/GOARCH, e.g. "linux/amd64" (platform).
 	Platform string
+
+	// Columns added in schema v3: the server's limits against hostile or
+	// broken peers, what they cut off, and the fleet's reconnections. A row
+	// read from a v1 or v2 file has them all zero.
+
+	// SendQueueBytes is the server's bound on the bytes queued for one
+	// connection, beside SendQueue's bound in frames
+	// (send_queue_bytes).
+	SendQueueBytes int64
+	// HandshakeTimeouts counts connections the server closed because
+	// their HELLO did not arrive within its handshake timeout
+	// (handshake_timeouts).
+	HandshakeTimeouts int64
+	// ReadTimeouts counts connections the server closed because a frame
+	// that had started to arrive was not complete within its read timeout
+	// (read_timeouts).
+	ReadTimeouts int64
+	// IdleCloses counts connections the server closed because it received
+	// nothing from them for its idle timeout (idle_closes).
+	IdleCloses int64
+	// WriteTimeouts counts connections the server closed because one write
+	// to them did not complete within its write timeout; they are slow
+	// consumers and in server_closed_slow as well (write_timeouts).
+	WriteTimeouts int64
+	// UnvalidatedDrops counts datagrams the server dropped because their
+	// source address had not proven it receives there (udp's cookie
+	// exchange) (unvalidated_drops).
+	UnvalidatedDrops int64
+	// LimitRefusals counts requests the server refused for crossing a
+	// per-connection limit: rooms joined, namespaces, name length, payload
+	// size (limit_refusals).
+	LimitRefusals int64
+	// ReconnectAttempts counts the fleet's dials to reconnect clients whose
+	// connection the harness did not end (reconnect_attempts).
+	ReconnectAttempts int64
+	// Reconnects counts those attempts that connected and joined the
+	// client's rooms again (reconnects).
+	Reconnects int64
 }

@@ -96,6 +96,28 @@ type HubStats struct {
 	ClosedClean uint64 `json:"closed_clean"`
 	ClosedError uint64 `json:"closed_error"`
 	ClosedSlow  uint64 `json:"closed_slow"`
+	// HandshakeTimeouts counts connections closed because their HELLO did
+	// not arrive within HubConfig.HandshakeTimeout.
+	HandshakeTimeouts uint64 `json:"handshake_timeouts"`
+	// ReadTimeouts counts connections that ended because a frame had
+	// started to arrive and was not complete within the transport's
+	// Config.ReadTimeout (ReadFrame's error wraps ErrReadTimeout); they are
+	// in ClosedError as well.
+	ReadTimeouts uint64 `json:"read_timeouts"`
+	// IdleCloses counts connections closed because nothing arrived from
+	// them for HubConfig.IdleTimeout; they are in ClosedError as well.
+	IdleCloses uint64 `json:"idle_closes"`
+	// WriteTimeouts counts connections closed because one write to them
+	// did not complete within HubConfig.WriteTimeout; they are slow
+	// consumers, in ClosedSlow as well.
+	WriteTimeouts uint64 `json:"write_timeouts"`
+	// UnvalidatedDrops counts datagrams the Hub's Listeners dropped because
+	// their source address was not validated (see AddressValidator).
+	UnvalidatedDrops uint64 `json:"unvalidated_drops"`
+	// LimitRefusals counts requests refused for crossing a per-connection
+	// limit of HubConfig (rooms, namespaces, payload): a JOIN answered
+	// with AckRejected, or an EMIT whose connection was closed.
+	LimitRefusals uint64 `json:"limit_refusals"`
 }
 
 // ServerStats is what a STATS answer carries, as one flat JSON object: the
@@ -108,6 +130,9 @@ type ServerStats struct {
 	// SlowConsumer is the Hub's slow-consumer policy, "drop-oldest" or
 	// "disconnect".
 	SlowConsumer string `json:"slow_consumer"`
+	// SendQueueBytes is the Hub's per-connection send queue bound in bytes
+	// (HubConfig.SendQueueBytes).
+	SendQueueBytes int64 `json:"send_queue_bytes"`
 }
 
 // ServerStats returns the Hub's settings and a snapshot of its counters,
@@ -128,6 +153,12 @@ func (s HubStats) Sub(base HubStats) HubStats {
 	s.ClosedClean -= base.ClosedClean
 	s.ClosedError -= base.ClosedError
 	s.ClosedSlow -= base.ClosedSlow
+	s.HandshakeTimeouts -= base.HandshakeTimeouts
+	s.ReadTimeouts -= base.ReadTimeouts
+	s.IdleCloses -= base.IdleCloses
+	s.WriteTimeouts -= base.WriteTimeouts
+	s.UnvalidatedDrops -= base.UnvalidatedDrops
+	s.LimitRefusals -= base.LimitRefusals
 	return s
 }
 

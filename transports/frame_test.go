@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"unsafe"
 )
 
 func sampleFrames() []Frame {
@@ -107,27 +108,140 @@ func TestEncodeLimits(t *testing.T) {
 	}
 }
 
-// FuzzDecodeFrame checks that the decoder never panics, and that whatever it
-// accepts re-encodes to the same bytes (the encoding is canonical).
-func FuzzDecodeFrame(f *testing.F) {
+// fuzzFrameSeeds returns the seeds of the frame fuzz targets: a valid
+// encoding of every FrameType (sampleFrames), edge cases of the limits, and
+// inputs the decoder must reject (empty, a bare header, another version, an
+// unknown type, a truncated or over-long frame, a length past the end or over
+// the maximum).
+func fuzzFrameSeeds() [][]byte {
+	var seeds [][]byte
+	enc := func(fr Frame) []byte {
+		p, err := AppendFrame(nil, &fr)
+		if err != nil {
+			panic(err)
+		}
+		return p
+	}
 	for _, fr := range sampleFrames() {
-		p, _ := AppendFrame(nil, &fr)
+		seeds = append(seeds, enc(fr))
+	}
+	long := bytes.Repeat([]byte("n"), MaxNameBytes)
+	emit := enc(Frame{Type: FrameEmit, Namespace: []byte("/"), Room: []byte("r"), Name: []byte("m"), AckID: 1, Payload: []byte("p")})
+	overPayload := enc(Frame{Type: FrameEmit})
+	overPayload[len(overPayload)-4] = 0x7f // payload length 0x7f000000
+	overStats := enc(Frame{Type: FrameStats, AckID: 1})
+	overStats[len(overStats)-2] = 0x04 // payload length 1025
+	overStats[len(overStats)-1] = 0x01
+	seeds = append(seeds,
+		nil,
+		[]byte{Version},
+		[]byte{Version, byte(FrameBye)}, // BYE without its reason
+		[]byte{0, byte(FrameBye), 0},
+		[]byte{Version + 1, byte(FrameBye), 0},
+		[]byte{Version, 0},
+		[]byte{Version, byte(frameTypeEnd)},
+		[]byte{Version, 0xff, 0},
+		[]byte{Version, byte(FrameJoin), 200, 'a'},               // a name longer than the frame
+		enc(Frame{Type: FrameHello}),                             // zero id: asks for one
+		enc(Frame{Type: FrameJoin}),                              // empty names
+		enc(Frame{Type: FrameNack, Namespace: long, Room: long}), // names at the limit
+		enc(Frame{Type: FrameEvent, Namespace: long, Room: long, Name: long, Sender: ^uint64(0),
+			Seq: ^uint64(0), Offset: ^uint64(0), IntendedNs: -1 << 63, SentNs: 1<<63 - 1, AckID: ^uint64(0)}),
+		enc(Frame{Type: FrameStats, AckID: 1, Payload: bytes.Repeat([]byte("s"), MaxStatsBytes)}),
+		enc(Frame{Type: FrameStats}), // a client's request: no payload
+		enc(Frame{Type: FrameAck, AckID: ^uint64(0), Status: 0xff}),
+		emit[:len(emit)-1], // truncated payload
+		append(emit, 0),    // a trailing byte
+		append(enc(Frame{Type: FrameBye}), enc(Frame{Type: FrameBye})...), // two frames in one
+		overPayload,
+		overStats,
+	)
+	return seeds
+}
+
+// checkDecoded checks what DecodeFrame made of p, whether it accepted it
+// (err == nil) or not: every error wraps ErrMalformed; an accepted frame
+// re-encodes with AppendFrame to the same bytes (the encoding is canonical);
+// its byte-slice fields lie inside p and have no spare capacity, so
+// appending to one cannot overwrite the rest of p; and decoding it
+// allocates nothing.
+func checkDecoded(t *testing.T, p []byte, fr *Frame, err error) {
+	t.Helper()
+	if err != nil {
+		if !errors.Is(err, ErrMalformed) {
+			t.Fatalf("decode error %v does not wrap ErrMalformed", err)
+		}
+		return
+	}
+	q, err := AppendFrame(nil, fr)
+	if err != nil {
+		t.Fatalf("re-encode of an accepted frame failed: %v", err)
+	}
+	if !bytes.Equal(p, q) {
+		t.Fatalf("re-encoding differs:\n in %x\nout %x", p, q)
+	}
+	for _, b := range [][]byte{fr.Namespace, fr.Room, fr.Name, fr.Payload} {
+		if cap(b) != len(b) {
+			t.Fatalf("a field of %d bytes has capacity %d: appending to it overwrites the input", len(b), cap(b))
+		}
+		if len(b) > 0 && !aliases(p, b) {
+			t.Fatalf("field %x does not alias the input", b)
+		}
+	}
+	var g Frame
+	if n := testing.AllocsPerRun(1, func() { _ = DecodeFrame(p, &g) }); n != 0 {
+		t.Fatalf("decoding an accepted %v frame allocated %v times", fr.Type, n)
+	}
+}
+
+// aliases reports whether b lies within p's memory.
+func aliases(p, b []byte) bool {
+	if len(b) == 0 || len(p) == 0 {
+		return false
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(p)))
+	at := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return at >= start && at+uintptr(len(b)) <= start+uintptr(len(p))
+}
+
+// FuzzDecodeFrame checks that the decoder never panics, that every error it
+// returns wraps ErrMalformed, and that whatever it accepts re-encodes to the
+// same bytes (the encoding is canonical), aliases the input, and decodes
+// without allocating.
+func FuzzDecodeFrame(f *testing.F) {
+	for _, p := range fuzzFrameSeeds() {
 		f.Add(p)
 	}
 	f.Fuzz(func(t *testing.T, p []byte) {
 		var fr Frame
-		if err := DecodeFrame(p, &fr); err != nil {
-			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("decode error %v does not wrap ErrMalformed", err)
-			}
-			return
+		checkDecoded(t, p, &fr, DecodeFrame(p, &fr))
+	})
+}
+
+// FuzzDecodeFrameSplit feeds the input in two chunks, cut at a fuzzed index,
+// as a stream reader meets it: each chunk decodes (or not) as
+// FuzzDecodeFrame requires, and frames are prefix-free: when the first chunk
+// is a whole frame, the whole input is one only if the second chunk is
+// empty. So a reader that has a complete frame never needs more bytes to
+// decide, and one that is still waiting never has a frame already.
+func FuzzDecodeFrameSplit(f *testing.F) {
+	for i, p := range fuzzFrameSeeds() {
+		f.Add(p, uint16(i*7))
+	}
+	f.Fuzz(func(t *testing.T, p []byte, cut uint16) {
+		k := int(cut) % (len(p) + 1)
+		head, tail := p[:k:k], p[k:]
+		var whole, first, second Frame
+		errWhole := DecodeFrame(p, &whole)
+		checkDecoded(t, p, &whole, errWhole)
+		errHead := DecodeFrame(head, &first)
+		checkDecoded(t, head, &first, errHead)
+		checkDecoded(t, tail, &second, DecodeFrame(tail, &second))
+		if errHead == nil && len(tail) > 0 && errWhole == nil {
+			t.Fatalf("both the first %d bytes and all %d bytes decode: frames are not prefix-free", k, len(p))
 		}
-		q, err := AppendFrame(nil, &fr)
-		if err != nil {
-			t.Fatalf("re-encode of an accepted frame failed: %v", err)
-		}
-		if !bytes.Equal(p, q) {
-			t.Fatalf("re-encoding differs:\n in %x\nout %x", p, q)
+		if errHead == nil && len(tail) == 0 && (errWhole != nil || !framesEqual(&first, &whole)) {
+			t.Fatalf("the same bytes decode differently: %+v, %v vs %+v, %v", first, errHead, whole, errWhole)
 		}
 	})
 }

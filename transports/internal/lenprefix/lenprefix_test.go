@@ -274,34 +274,12 @@ func BenchmarkWriteNext(b *testing.B) {
 // frames (never over the maximum) and ends with the same kind of error,
 // which is sticky.
 func FuzzReader(f *testing.F) {
-	f.Add(wire([]byte("a"), []byte("bc")), uint8(0), uint16(10))
-	f.Add(wire(pattern(40, 1), []byte{}), uint8(0), uint16(64))
-	f.Add(append(wire([]byte("ok")), 0, 0), uint8(4), uint16(64))
-	f.Add([]byte{0xff, 0xff, 0xff, 0xff}, uint8(16), uint16(1000))
-	f.Add(wire(pattern(300, 2))[:200], uint8(48), uint16(500))
+	for i, s := range fuzzSeeds() {
+		f.Add(s, uint8(i*7), uint16(10+i*40))
+	}
 	f.Fuzz(func(t *testing.T, data []byte, bufExtra uint8, maxBytes uint16) {
 		r := NewReader(bufio.NewReaderSize(iotest.HalfReader(bytes.NewReader(data)), testBufBytes+int(bufExtra)), int(maxBytes))
-		rest := data
-		// Each frame takes at least PrefixBytes, so this ends by an error.
-		for i := 0; ; i++ {
-			want, wantErr := parse(&rest, int(maxBytes))
-			got, err := r.Next()
-			if len(got) > int(maxBytes) {
-				t.Fatalf("frame %d: %d bytes, over the maximum %d", i, len(got), maxBytes)
-			}
-			if !errors.Is(err, wantErr) || !bytes.Equal(got, want) {
-				t.Fatalf("frame %d: %d bytes, %v; want %d bytes, %v", i, len(got), err, len(want), wantErr)
-			}
-			if err != nil {
-				if _, err2 := r.Next(); err2 != err {
-					t.Fatalf("after %v, Next = %v", err, err2)
-				}
-				return
-			}
-			if i > len(data) {
-				t.Fatalf("%d frames from %d bytes", i, len(data))
-			}
-		}
+		check(t, r, data, int(maxBytes))
 	})
 }
 

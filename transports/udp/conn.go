@@ -48,6 +48,7 @@ type Conn struct {
 	malformed atomic.Uint64
 	queueFull atomic.Uint64
 	foreign   atomic.Uint64 // client: datagrams from a source other than the server
+	refused   atomic.Uint64 // client: ECONNREFUSED from reads and writes after Dial
 
 	wbuf [headerBytes + MaxFrameBytes]byte
 
@@ -118,15 +119,31 @@ func newServerConn(l *Listener, raddr netip.AddrPort, nonce uint64) *Conn {
 	return c
 }
 
-// handshake sends HELLO until the matching HELLO-ACK (or a DATA datagram,
-// which proves the server took the session) arrives.
+// helloResult is what awaitHelloAck saw before its deadline.
+type helloResult uint8
+
+const (
+	helloTimedOut helloResult = iota // nothing that moves the handshake on
+	helloCookie                      // a COOKIE for our nonce: send the second HELLO now
+	helloAcked                       // the session is established
+)
+
+// handshake runs the client's side of the cookie exchange (see "Sessions"
+// in the package doc): it sends the first HELLO, and once a COOKIE for its
+// nonce arrives, the second HELLO carrying that cookie; the latest HELLO is
+// resent every HelloInterval (a lost HELLO, COOKIE or HELLO-ACK) and a new
+// COOKIE replaces the cookie held (the server refused it as expired or
+// unknown). It ends when the matching HELLO-ACK (or a DATA datagram, which
+// proves the server took the session) arrives.
 func (c *Conn) handshake(ctx context.Context) error {
-	hello := helloDatagram(kindHello, c.nonce)
+	first := helloDatagram(kindHello, c.nonce)
+	var second [helloCookieBytes]byte // the HELLO with the latest cookie
+	out, what := first[:], "no COOKIE"
 	for {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("no HELLO-ACK: %w", err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
-		if err := c.sock.write(hello[:], c.raddr, c.remote); err != nil {
+		if err := c.sock.write(out, c.raddr, c.remote); err != nil {
 			return err
 		}
 		wait := time.Now().Add(c.opts.HelloInterval)
@@ -136,12 +153,15 @@ func (c *Conn) handshake(ctx context.Context) error {
 		if err := c.sock.pc.SetReadDeadline(wait); err != nil {
 			return err
 		}
-		ok, err := c.awaitHelloAck()
+		r, err := c.awaitHelloAck(&second)
 		if err != nil {
 			return err
 		}
-		if ok {
+		if r == helloAcked {
 			break
+		}
+		if r == helloCookie {
+			out, what = second[:], "no HELLO-ACK"
 		}
 	}
 	if err := c.sock.pc.SetReadDeadline(time.Time{}); err != nil {
@@ -153,16 +173,17 @@ func (c *Conn) handshake(ctx context.Context) error {
 	return nil
 }
 
-// awaitHelloAck reads until the read deadline; ok reports that the session
-// is established.
-func (c *Conn) awaitHelloAck() (ok bool, err error) {
+// awaitHelloAck reads until the read deadline or until the handshake moves
+// on: a COOKIE for c's nonce (its cookie is written into second, a HELLO in
+// its second form), or the session established.
+func (c *Conn) awaitHelloAck(second *[helloCookieBytes]byte) (helloResult, error) {
 	for {
 		n, oobn, from, err := c.sock.read(c.rbuf.b[:], c.oob[:])
 		if err != nil {
 			if isTimeout(err) {
-				return false, nil
+				return helloTimedOut, nil
 			}
-			return false, err
+			return helloTimedOut, err
 		}
 		c.kdrops.note(c.oob[:oobn])
 		if !sameEndpoint(from, c.raddr) {
@@ -177,13 +198,18 @@ func (c *Conn) awaitHelloAck() (ok bool, err error) {
 		switch k {
 		case kindHelloAck:
 			if nonceOf(body) == c.nonce {
-				return true, nil
+				return helloAcked, nil
+			}
+		case kindCookie:
+			if nonceOf(body) == c.nonce {
+				*second = cookieHelloDatagram(kindHello, c.nonce, cookieOf(body))
+				return helloCookie, nil
 			}
 		case kindData:
 			c.early = n
-			return true, nil
+			return helloAcked, nil
 		case kindBye:
-			return false, errListenerRefused
+			return helloTimedOut, errListenerRefused
 		}
 	}
 }
@@ -270,20 +296,35 @@ func (c *Conn) deadErr() error {
 	return nil
 }
 
-// send writes one datagram to the peer and notes the time.
+// send writes one datagram to the peer and notes the time. On a client, an
+// ECONNREFUSED is the report of an ICMP port unreachable that an earlier
+// datagram drew, and the kernel did not send d: it is counted
+// (Stats.RefusedErrors) and d is sent once more; if that is refused too, d
+// is counted again and taken as lost, as the network may lose any
+// datagram, and send returns nil.
 func (c *Conn) send(d []byte) error {
 	c.lastSendNs.Store(now())
-	return c.sock.write(d, c.raddr, c.remote)
+	err := c.sock.write(d, c.raddr, c.remote)
+	if err == nil || c.l != nil || !errors.Is(err, syscall.ECONNREFUSED) {
+		return err
+	}
+	c.refused.Add(1)
+	if err = c.sock.write(d, c.raddr, c.remote); err != nil && errors.Is(err, syscall.ECONNREFUSED) {
+		c.refused.Add(1)
+		return nil
+	}
+	return err
 }
 
 // WriteFrame sends p as one DATA datagram; the network may lose it. A frame
 // over MaxFrameBytes is refused with an error wrapping
 // transports.ErrFrameTooLarge before anything is sent, and the Conn stays
 // usable. After the peer sent BYE the error wraps ErrPeerClosed, after an
-// idle timeout ErrIdleTimeout, after Close net.ErrClosed. A client Conn
-// whose socket is connected at the kernel level (a *net.UDPConn) and
-// learns from ICMP that nothing listens any more (ECONNREFUSED) ends the
-// session with that error. It does not allocate.
+// idle timeout ErrIdleTimeout, after Close net.ErrClosed. On a client Conn
+// whose socket is connected at the kernel level (a *net.UDPConn), an
+// ECONNREFUSED (an ICMP port unreachable drawn by an earlier datagram) is
+// not an error: it is counted in Stats.RefusedErrors and the frame is sent
+// again, once (see send). It does not allocate.
 func (c *Conn) WriteFrame(p []byte) error {
 	if len(p) > MaxFrameBytes {
 		return fmt.Errorf("udp: write frame of %d bytes: %w (max %d)", len(p), transports.ErrFrameTooLarge, MaxFrameBytes)
@@ -303,11 +344,7 @@ func (c *Conn) WriteFrame(p []byte) error {
 		if c.closed.Load() {
 			return errWriteClosed
 		}
-		err = fmt.Errorf("udp: write to %v: %w", c.remote, err)
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			c.fail(err)
-		}
-		return err
+		return fmt.Errorf("udp: write to %v: %w", c.remote, err)
 	}
 	return nil
 }
@@ -318,10 +355,13 @@ func (c *Conn) WriteFrame(p []byte) error {
 // without any datagram from the peer the error wraps ErrIdleTimeout (a
 // client Conn counts that time only while ReadFrame waits, since unread
 // datagrams may sit in its socket); after Close it wraps net.ErrClosed.
-// When ICMP reports the server's port unreachable to a socket connected at
-// the kernel level, a client Conn's error wraps syscall.ECONNREFUSED.
-// Malformed datagrams, and on a client those from another source than the
-// server, are skipped and counted. It does not allocate in steady state.
+// When ICMP reports the server's port unreachable to a client socket
+// connected at the kernel level, the ECONNREFUSED is counted
+// (Stats.RefusedErrors) and ReadFrame keeps waiting: it counts as no word
+// from the server, so the idle timeout ends a session whose server is
+// gone. Malformed datagrams, and on a client those from another source than
+// the server, are skipped and counted. It does not allocate in steady
+// state.
 func (c *Conn) ReadFrame() ([]byte, error) {
 	if c.l != nil {
 		return c.readQueue()
@@ -369,11 +409,17 @@ func (c *Conn) readSocket() ([]byte, error) {
 		c.early = 0
 		return c.rbuf.b[headerBytes:n], nil
 	}
-	for {
+	// heard is false after a read that brought no word from the server
+	// (an ICMP error, a datagram from another source): the idle clock,
+	// lastRecvNs, then keeps running from the read before.
+	for heard := true; ; {
 		if err := c.deadErr(); err != nil {
 			return nil, err
 		}
-		c.lastRecvNs.Store(now())
+		if heard {
+			c.lastRecvNs.Store(now())
+		}
+		heard = true
 		c.reading.Store(true)
 		n, oobn, from, err := c.sock.read(c.rbuf.b[:], c.oob[:])
 		c.reading.Store(false)
@@ -384,6 +430,11 @@ func (c *Conn) readSocket() ([]byte, error) {
 			if err := c.deadErr(); err != nil {
 				return nil, err
 			}
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				c.refused.Add(1)
+				heard = false
+				continue
+			}
 			c.fail(fmt.Errorf("udp: read from %v: %w", c.remote, err))
 			return nil, c.deadErr()
 		}
@@ -392,6 +443,7 @@ func (c *Conn) readSocket() ([]byte, error) {
 			// Only a socket that is not connected at the kernel level gets
 			// these; they prove nothing about the server's liveness.
 			c.foreign.Add(1)
+			heard = false
 			continue
 		}
 		k, body, perr := parseDatagram(c.rbuf.b[:n])
@@ -408,7 +460,7 @@ func (c *Conn) readSocket() ([]byte, error) {
 		case kindHello:
 			c.malformed.Add(1) // only clients send HELLO
 		}
-		// KEEPALIVE, or a duplicate HELLO-ACK: liveness only.
+		// KEEPALIVE, or a duplicate HELLO-ACK or COOKIE: liveness only.
 	}
 }
 
@@ -499,6 +551,7 @@ func (c *Conn) Stats() Stats {
 		QueueFullDrops:   c.queueFull.Load(),
 		UnknownPeerDrops: c.foreign.Load(),
 		MalformedDrops:   c.malformed.Load(),
+		RefusedErrors:    c.refused.Load(),
 	}
 	if c.l != nil {
 		s.KernelDrops = c.l.kdrops.total.Load()

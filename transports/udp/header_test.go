@@ -23,6 +23,7 @@ func TestMaxFrameBytes(t *testing.T) {
 
 func TestParseDatagram(t *testing.T) {
 	nonce := []byte{1, 2, 3, 4, 5, 6, 7, 8}
+	cookie := bytes.Repeat([]byte{0xc0}, cookieBytes)
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	tests := []struct {
 		name     string
@@ -39,15 +40,21 @@ func TestParseDatagram(t *testing.T) {
 		{"HELLO", cat([]byte{2}, nonce), kindHello, nonce, nil},
 		{"HELLO without nonce", []byte{2}, 0, nil, errTruncated},
 		{"HELLO with a truncated nonce", cat([]byte{2}, nonce[:7]), 0, nil, errTruncated},
-		{"HELLO with a byte too many", cat([]byte{2}, nonce, []byte{0}), 0, nil, errTrailing},
+		{"HELLO with one cookie byte", cat([]byte{2}, nonce, []byte{0}), 0, nil, errCookieSize},
+		{"HELLO with a truncated cookie", cat([]byte{2}, nonce, cookie[1:]), 0, nil, errCookieSize},
+		{"HELLO with a cookie", cat([]byte{2}, nonce, cookie), kindHello, cat(nonce, cookie), nil},
+		{"HELLO with a cookie and a byte too many", cat([]byte{2}, nonce, cookie, []byte{0}), 0, nil, errTrailing},
 		{"HELLO-ACK", cat([]byte{3}, nonce), kindHelloAck, nonce, nil},
 		{"HELLO-ACK with a truncated nonce", cat([]byte{3}, nonce[:1]), 0, nil, errTruncated},
 		{"KEEPALIVE", []byte{4}, kindKeepalive, []byte{}, nil},
 		{"KEEPALIVE with a body", []byte{4, 0}, 0, nil, errTrailing},
 		{"BYE", []byte{5}, kindBye, []byte{}, nil},
 		{"BYE with a body", []byte{5, 1, 2}, 0, nil, errTrailing},
+		{"COOKIE", cat([]byte{6}, nonce, cookie), kindCookie, cat(nonce, cookie), nil},
+		{"COOKIE without its cookie", cat([]byte{6}, nonce), 0, nil, errTruncated},
+		{"COOKIE with a byte too many", cat([]byte{6}, nonce, cookie, []byte{0}), 0, nil, errTrailing},
 		{"kind 0", []byte{0, 1, 2}, 0, nil, errUnknownKind},
-		{"kind 6 (one past BYE)", []byte{6}, 0, nil, errUnknownKind},
+		{"kind 7 (one past COOKIE)", []byte{7}, 0, nil, errUnknownKind},
 		{"kind 255", []byte{255, 0}, 0, nil, errUnknownKind},
 	}
 	for _, tc := range tests {
@@ -85,6 +92,14 @@ func TestHelloDatagramRoundTrip(t *testing.T) {
 			}
 		}
 	}
+	cookie := bytes.Repeat([]byte{0xc0}, cookieBytes)
+	for _, k := range []kind{kindHello, kindCookie} {
+		d := cookieHelloDatagram(k, 0x0102030405060708, cookie)
+		gotKind, body, err := parseDatagram(d[:])
+		if err != nil || gotKind != k || nonceOf(body) != 0x0102030405060708 || !bytes.Equal(cookieOf(body), cookie) {
+			t.Errorf("cookieHelloDatagram(%v) parses as %v, % x, %v", k, gotKind, body, err)
+		}
+	}
 	for _, d := range [][]byte{keepaliveDatagram, byeDatagram} {
 		if _, _, err := parseDatagram(d); err != nil {
 			t.Errorf("control datagram % x: %v", d, err)
@@ -98,7 +113,7 @@ func TestKindString(t *testing.T) {
 		want string
 	}{
 		{0, "invalid"}, {kindData, "DATA"}, {kindHello, "HELLO"}, {kindHelloAck, "HELLO-ACK"},
-		{kindKeepalive, "KEEPALIVE"}, {kindBye, "BYE"}, {6, "kind(6)"},
+		{kindKeepalive, "KEEPALIVE"}, {kindBye, "BYE"}, {kindCookie, "COOKIE"}, {7, "kind(7)"},
 	}
 	for _, tc := range tests {
 		if got := tc.k.String(); got != tc.want {

@@ -206,18 +206,53 @@ func (r *rawPeer) recvKind(k kind, d time.Duration) (body []byte, from netip.Add
 	}
 }
 
-// hello sends HELLO with nonce to a Listener and waits for its HELLO-ACK.
+// hello runs the client's side of the cookie exchange with a Listener:
+// HELLO with nonce, then, if a COOKIE for it comes, HELLO with that
+// cookie, until its HELLO-ACK. (An address whose Conn has this nonce gets
+// the HELLO-ACK at once.) Datagrams of other kinds are skipped.
 func (r *rawPeer) hello(to net.Addr, nonce uint64) {
 	r.t.Helper()
 	d := helloDatagram(kindHello, nonce)
 	r.send(to, d[:])
-	body, _, ok := r.recvKind(kindHelloAck, waitTimeout)
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		left := time.Until(deadline)
+		dg, _, ok := r.recv(max(left, 0))
+		if !ok {
+			r.t.Fatalf("no HELLO-ACK for nonce %#x", nonce)
+		}
+		k, body, err := parseDatagram(dg)
+		if err != nil {
+			r.t.Fatalf("raw peer got a malformed datagram % x: %v", dg, err)
+		}
+		if k != kindCookie && k != kindHelloAck {
+			continue
+		}
+		if got := nonceOf(body); got != nonce {
+			r.t.Fatalf("%v carries nonce %#x, want %#x", k, got, nonce)
+		}
+		if k == kindHelloAck {
+			return
+		}
+		second := cookieHelloDatagram(kindHello, nonce, cookieOf(body))
+		r.send(to, second[:])
+	}
+}
+
+// cookieHello sends HELLO with nonce to a Listener and returns the HELLO
+// in its second form that echoes the COOKIE it answers with, unsent.
+func (r *rawPeer) cookieHello(to net.Addr, nonce uint64) [helloCookieBytes]byte {
+	r.t.Helper()
+	d := helloDatagram(kindHello, nonce)
+	r.send(to, d[:])
+	body, _, ok := r.recvKind(kindCookie, waitTimeout)
 	if !ok {
-		r.t.Fatalf("no HELLO-ACK for nonce %#x", nonce)
+		r.t.Fatalf("no COOKIE for nonce %#x", nonce)
 	}
 	if got := nonceOf(body); got != nonce {
-		r.t.Fatalf("HELLO-ACK carries nonce %#x, want %#x", got, nonce)
+		r.t.Fatalf("COOKIE carries nonce %#x, want %#x", got, nonce)
 	}
+	return cookieHelloDatagram(kindHello, nonce, cookieOf(body))
 }
 
 // fakeServer answers the first HELLO it gets with a HELLO-ACK and reports

@@ -2,6 +2,7 @@ package udp
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -16,10 +17,14 @@ import (
 
 // Listener owns one unconnected packet socket (see "Sockets" in the
 // package doc). Its read goroutine
-// demultiplexes datagrams by source address: a HELLO from a new address
-// becomes a Conn returned by Accept, DATA goes to the inbound queue of its
-// address's Conn, and DATA from an address without a Conn is dropped and
-// counted.
+// demultiplexes datagrams by source address. An address is validated by
+// the cookie exchange (see "Sessions" in the package doc): a first HELLO is
+// answered with a COOKIE and nothing else, and only a HELLO that echoes a
+// valid cookie becomes a Conn returned by Accept. DATA goes to the inbound
+// queue of its address's Conn; DATA, KEEPALIVE and BYE from an address
+// without a Conn, and HELLOs with a cookie this Listener did not issue for
+// that address and nonce within CookieLifetime, are dropped and counted
+// (UnvalidatedDrops, the transports.AddressValidator it implements).
 //
 // Closing the Listener stops accepting; Conns already accepted stay open,
 // as transports.Listener promises for datagram transports, and the socket
@@ -41,16 +46,21 @@ type Listener struct {
 	refs    int  // the open Listener, plus one per Conn not yet closed
 
 	unknownPeer atomic.Uint64
+	unvalidated atomic.Uint64
 	malformed   atomic.Uint64
 	backlog     atomic.Uint64
 	queueFull   atomic.Uint64
 
 	// Owned by the read goroutine.
-	oob    [oobBytes]byte
-	kdrops dropCounter
+	oob     [oobBytes]byte
+	kdrops  dropCounter
+	cookies *cookieJar
 }
 
-var _ transports.Listener = (*Listener)(nil)
+var (
+	_ transports.Listener         = (*Listener)(nil)
+	_ transports.AddressValidator = (*Listener)(nil)
+)
 
 var errAcceptClosed = fmt.Errorf("udp: accept: %w", net.ErrClosed)
 
@@ -64,6 +74,7 @@ func newListener(opts Options, sock *socket, sizes bufferSizes) *Listener {
 		loopDone: make(chan struct{}),
 		peers:    make(map[netip.AddrPort]*Conn),
 		refs:     1,
+		cookies:  newCookieJar(),
 	}
 	go l.readLoop()
 	return l
@@ -146,6 +157,13 @@ func (l *Listener) remove(c *Conn) {
 // discarded by this package, for every peer.
 func (l *Listener) Dropped() uint64 { return l.Stats().Dropped() }
 
+// UnvalidatedDrops is Stats().UnvalidatedDrops, the datagrams dropped
+// because their source address was not validated: DATA, KEEPALIVE and BYE
+// from an address without a Conn, and HELLOs whose cookie is forged,
+// expired or issued for another address or nonce (RFC 9000 §8.1, RFC 6347
+// §4.2.1). It implements transports.AddressValidator.
+func (l *Listener) UnvalidatedDrops() uint64 { return l.unvalidated.Load() }
+
 // ReadBufferBytes returns the SO_RCVBUF size requested and the size the
 // kernel reports (see Stats.ReadBufferGrantedBytes).
 func (l *Listener) ReadBufferBytes() (requested, granted int) {
@@ -157,6 +175,7 @@ func (l *Listener) Stats() Stats {
 	s := Stats{
 		QueueFullDrops:   l.queueFull.Load(),
 		UnknownPeerDrops: l.unknownPeer.Load(),
+		UnvalidatedDrops: l.unvalidated.Load(),
 		MalformedDrops:   l.malformed.Load(),
 		BacklogDrops:     l.backlog.Load(),
 		KernelDrops:      l.kdrops.total.Load(),
@@ -203,7 +222,10 @@ func (l *Listener) readLoop() {
 	}
 }
 
-// dispatch handles one datagram and reports whether a Conn kept b.
+// dispatch handles one datagram and reports whether a Conn kept b. Only a
+// datagram from an address with a Conn (a validated address) refreshes
+// that Conn's idle timer; nothing from any other address is answered but a
+// HELLO, within the amplification bound (see header.go).
 func (l *Listener) dispatch(b *buffer, from netip.AddrPort) bool {
 	l.mu.Lock()
 	c := l.peers[from]
@@ -216,50 +238,61 @@ func (l *Listener) dispatch(b *buffer, from netip.AddrPort) bool {
 		}
 		return false
 	}
-	if c != nil {
-		c.lastRecvNs.Store(now())
+	if k == kindHello {
+		l.hello(from, c, body)
+		return false
 	}
+	if c == nil {
+		if k == kindHelloAck || k == kindCookie {
+			l.malformed.Add(1) // only servers send them
+		} else {
+			// DATA, KEEPALIVE or BYE: a straggler of an ended session, or a
+			// peer that never proved its address.
+			l.unvalidated.Add(1)
+		}
+		return false
+	}
+	c.lastRecvNs.Store(now())
 	switch k {
 	case kindData:
-		if c == nil {
-			l.unknownPeer.Add(1)
-			return false
-		}
 		if c.push(b) {
 			return true
 		}
 		if c.closed.Load() {
-			l.unknownPeer.Add(1)
+			l.unknownPeer.Add(1) // raced the Conn's Close
 		} else {
 			l.queueFull.Add(1)
 		}
-	case kindHello:
-		l.hello(from, c, nonceOf(body))
 	case kindBye:
-		if c != nil {
-			c.fail(io.EOF)
-		}
-	case kindHelloAck:
-		// Only servers send HELLO-ACK.
+		c.fail(io.EOF)
+	case kindHelloAck, kindCookie:
+		// Only servers send them.
 		l.malformed.Add(1)
-		if c != nil {
-			c.malformed.Add(1)
-		}
+		c.malformed.Add(1)
 	}
-	// KEEPALIVE: the time noted above is all it carries. A KEEPALIVE or
-	// BYE from an unknown address is a straggler of an ended session.
+	// KEEPALIVE: the time noted above is all it carries.
 	return false
 }
 
-// hello answers a HELLO from addr, whose current Conn (if any) is c.
-func (l *Listener) hello(addr netip.AddrPort, c *Conn, nonce uint64) {
-	if c != nil {
-		if c.nonce == nonce {
-			// A resend: our HELLO-ACK was lost or is late.
-			ack := helloDatagram(kindHelloAck, nonce)
-			l.sock.write(ack[:], addr, c.remote)
-			return
-		}
+// hello answers a HELLO from addr, whose current Conn (if any) is c and
+// whose body is the nonce and, in the second form, a cookie.
+func (l *Listener) hello(addr netip.AddrPort, c *Conn, body []byte) {
+	nonce := nonceOf(body)
+	if c != nil && c.nonce == nonce {
+		// A resend from a validated peer, of either form: our HELLO-ACK was
+		// lost or is late.
+		c.lastRecvNs.Store(now())
+		ack := helloDatagram(kindHelloAck, nonce)
+		l.sock.write(ack[:], addr, c.remote)
+		return
+	}
+	nowMs := cookieNow()
+	cookie := cookieOf(body)
+	valid := cookie != nil && l.cookies.check(cookie, addr, nonce, nowMs)
+	if cookie != nil && !valid {
+		l.unvalidated.Add(1) // forged, expired, or for another address or nonce
+	}
+	if valid && c != nil {
 		// The same address started a new session without BYE: the old
 		// one is over.
 		c.fail(io.EOF)
@@ -268,6 +301,18 @@ func (l *Listener) hello(addr netip.AddrPort, c *Conn, nonce uint64) {
 	if l.closing {
 		l.mu.Unlock()
 		l.sock.write(byeDatagram, addr, nil)
+		return
+	}
+	if !valid {
+		// Ask the peer to prove its address: stateless, and no larger than
+		// amplificationFactor × the HELLO (see header.go). A peer whose
+		// cookie was refused starts over with this one.
+		l.mu.Unlock()
+		var d [cookieDatagramBytes]byte
+		d[0] = byte(kindCookie)
+		binary.BigEndian.PutUint64(d[headerBytes:], nonce)
+		l.cookies.mint(d[headerBytes+nonceBytes:], addr, nonce, nowMs)
+		l.sock.write(d[:], addr, nil)
 		return
 	}
 	nc := newServerConn(l, addr, nonce)

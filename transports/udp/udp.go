@@ -11,16 +11,39 @@
 // larger WriteFrame is refused with an error wrapping
 // transports.ErrFrameTooLarge and nothing is sent.
 //
-// Sessions: Dial sends HELLO with a random nonce every Options.HelloInterval
-// until the server answers HELLO-ACK, so Dial fails with the context's
-// error when the server stays silent and, on a kernel socket, promptly with
-// ECONNREFUSED when nothing listens. The Listener owns one unconnected
-// socket and a read goroutine that demultiplexes datagrams by source
-// address into per-peer Conns, each with a bounded inbound queue. Both ends
-// send KEEPALIVE after Options.KeepaliveInterval without sending anything,
-// declare the peer gone (ErrIdleTimeout) after Options.IdleTimeout without
-// hearing from it, and send BYE on Close so that the peer's ReadFrame
-// returns io.EOF.
+// Sessions: a Listener makes a Conn only for a client that has proved it
+// receives what is sent to its source address, with a stateless cookie
+// exchange like QUIC's Retry token (RFC 9000 §8.1) and DTLS's
+// HelloVerifyRequest (RFC 6347 §4.2.1). Dial sends HELLO with a random
+// nonce; the Listener answers with a COOKIE carrying the nonce and a
+// cookie, a timestamp and a MAC under a secret of the Listener's own over
+// the client's address, the nonce and the timestamp, and remembers nothing.
+// The client echoes the cookie in a second HELLO, and only a HELLO whose
+// cookie is valid and less than CookieLifetime (10 s) old creates a Conn
+// and is answered with HELLO-ACK. Until then the Listener sends an address
+// at most 3 × the bytes it received from it (a 27-byte COOKIE for a 9-byte
+// HELLO), where a server without the exchange would have answered a blind
+// HELLO, HELLO frame and JOIN with a room's broadcasts: datagrams of any
+// other kind from an address without a Conn are dropped and counted
+// (Stats.UnvalidatedDrops) and refresh no timer. An honest client pays one
+// extra round trip, which is part of Dial's time and so of the connect
+// time a fleet reports. Dial resends its latest HELLO every
+// Options.HelloInterval until the server answers HELLO-ACK (the first form
+// if no COOKIE came yet, else the second with the cookie it holds) and
+// sends the second form at once when a COOKIE arrives, also when the
+// Listener answered an expired or unknown cookie with a fresh one; it fails
+// with the context's error when the server stays silent and, on a kernel
+// socket, promptly with ECONNREFUSED when nothing listens. The Listener
+// owns one unconnected socket and a read goroutine that demultiplexes
+// datagrams by source address into per-peer Conns, each with a bounded
+// inbound queue. Both ends send KEEPALIVE after Options.KeepaliveInterval
+// without sending anything, declare the peer gone (ErrIdleTimeout) after
+// Options.IdleTimeout without hearing from it, and send BYE on Close so
+// that the peer's ReadFrame returns io.EOF. Once Dial has returned, an
+// ICMP port unreachable (ECONNREFUSED on a kernel socket connected to the
+// server) does not end a client Conn: it may come from a server that is
+// restarting or from a forged ICMP message, so it is counted
+// (Stats.RefusedErrors) and only the idle timeout ends the session.
 //
 // Sockets: Listen and Dial open theirs with transports.Config.OpenPacket
 // (NewWithConfig; New uses the zero Config), so that a wrapper, such as one
@@ -87,8 +110,8 @@ type Options struct {
 	// detection thus takes 1 to 1.1 × IdleTimeout. It must exceed
 	// KeepaliveInterval. Default 5 s.
 	IdleTimeout time.Duration
-	// HelloInterval is how often Dial resends HELLO while it waits for the
-	// HELLO-ACK; it also bounds how late Dial notices a cancelled context
+	// HelloInterval is how often Dial resends its latest HELLO while it
+	// waits for the COOKIE or the HELLO-ACK; it also bounds how late Dial notices a cancelled context
 	// that has no deadline. Default 100 ms.
 	HelloInterval time.Duration
 	// QueueFrames bounds each server-side Conn's inbound queue, in frames.
@@ -174,15 +197,26 @@ type Stats struct {
 	// Conn's inbound queue held Options.QueueFrames frames (its reader fell
 	// behind). Server side only.
 	QueueFullDrops uint64
-	// UnknownPeerDrops counts, on a Listener, DATA datagrams from an
-	// address with no open Conn (it never sent HELLO, or its Conn was
-	// closed or timed out) and datagrams whose source a net.PacketConn
-	// reported as something other than an IP address and port. On a client
-	// Conn it counts datagrams of any kind from a source other than the
-	// server, which only a socket not connected at the kernel level
-	// receives (a net.PacketConn that is not a *net.UDPConn). 0 on a server
-	// Conn.
+	// UnknownPeerDrops counts, on a Listener, datagrams whose source a
+	// net.PacketConn reported as something other than an IP address and
+	// port, and DATA datagrams that arrived for a Conn as it was being
+	// closed. DATA from an address with no Conn at all is not counted
+	// here but in UnvalidatedDrops, so that no datagram is counted twice.
+	// On a client Conn it counts datagrams of any kind from a source other
+	// than the server, which only a socket not connected at the kernel
+	// level receives (a net.PacketConn that is not a *net.UDPConn). 0 on a
+	// server Conn.
 	UnknownPeerDrops uint64
+	// UnvalidatedDrops counts, on a Listener, datagrams dropped because
+	// their source address is not validated (see "Sessions" in the package
+	// doc): DATA, KEEPALIVE and BYE from an address without a Conn (it
+	// never completed the cookie exchange, or its Conn was closed or timed
+	// out), and HELLOs whose cookie is forged, expired (older than
+	// CookieLifetime) or issued for another address or nonce, which are
+	// answered with a fresh COOKIE. A first HELLO, without a
+	// cookie, is the exchange's first step and is not counted. 0 on a
+	// Conn. Listener.UnvalidatedDrops reports the same count.
+	UnvalidatedDrops uint64
 	// MalformedDrops counts datagrams with an unknown kind or a length that
 	// does not fit their kind (including DATA over MaxFrameBytes).
 	MalformedDrops uint64
@@ -209,14 +243,25 @@ type Stats struct {
 	// WriteBufferRequestedBytes and WriteBufferGrantedBytes are the same
 	// for SO_SNDBUF (capped at net.core.wmem_max on Linux).
 	WriteBufferRequestedBytes, WriteBufferGrantedBytes int
+	// RefusedErrors counts, on a client Conn whose socket is connected to
+	// the server at the kernel level, the ECONNREFUSED errors its reads and
+	// writes returned after Dial: each is an ICMP port unreachable (RFC 792
+	// type 3 code 3, RFC 4443 type 1 code 4) that a datagram sent to the
+	// server drew. They do not end the Conn (see "Sessions" in the package
+	// doc). A write that returns one sent nothing (the kernel reports the
+	// earlier datagram's error instead), so WriteFrame sends once more. 0
+	// on a Listener and a server Conn. Errors, not datagrams: Dropped does
+	// not include them.
+	RefusedErrors uint64
 }
 
 // Dropped is the number of datagrams that reached the socket and were
 // discarded by this package: QueueFullDrops + UnknownPeerDrops +
-// MalformedDrops + BacklogDrops. KernelDrops, which never reached it, are
-// not included.
+// UnvalidatedDrops + MalformedDrops + BacklogDrops, which count disjoint
+// sets of datagrams. KernelDrops, which never reached it, are not
+// included.
 func (s Stats) Dropped() uint64 {
-	return s.QueueFullDrops + s.UnknownPeerDrops + s.MalformedDrops + s.BacklogDrops
+	return s.QueueFullDrops + s.UnknownPeerDrops + s.UnvalidatedDrops + s.MalformedDrops + s.BacklogDrops
 }
 
 // Transport is the "udp" transport. Its methods are safe for concurrent use.
@@ -309,9 +354,10 @@ func (t *Transport) Listen(ctx context.Context, addr string) (transports.Listene
 
 // Dial opens the client's socket with the Config's OpenPacket(ctx, "udp",
 // local), where local is 127.0.0.1:0 or [::1]:0 for a server on IPv4 or
-// IPv6 loopback and ":0" otherwise, and performs the HELLO handshake,
-// resending HELLO every Options.HelloInterval until the HELLO-ACK arrives
-// or ctx is done. addr is host:port; an empty or unspecified host means
+// IPv6 loopback and ":0" otherwise, and performs the HELLO handshake: HELLO,
+// COOKIE, HELLO with the cookie, HELLO-ACK (two round trips, see "Sessions"
+// in the package doc), resending its latest HELLO every
+// Options.HelloInterval until the HELLO-ACK arrives or ctx is done. addr is host:port; an empty or unspecified host means
 // this machine, as with net.Dial. The result is a *Conn.
 //
 // A *net.UDPConn is connected to the server at the kernel level (connect(2)

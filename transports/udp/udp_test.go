@@ -247,10 +247,11 @@ func TestServerIdleTimeout(t *testing.T) {
 	if _, _, ok := raw.recvKind(kindBye, waitTimeout); !ok {
 		t.Error("no BYE from the server after the idle timeout")
 	}
-	// The address is free again: DATA is now unknown, a new HELLO is a new Conn.
+	// The address is free again: DATA is now unvalidated, a new HELLO is a
+	// new Conn.
 	raw.send(ln.Addr(), []byte{byte(kindData), 'x'})
-	eventually(t, "DATA after the idle timeout counted as from an unknown peer", func() bool {
-		return ln.Stats().UnknownPeerDrops == 1
+	eventually(t, "DATA after the idle timeout counted as from an unvalidated address", func() bool {
+		return ln.Stats().UnvalidatedDrops == 1
 	})
 	raw.hello(ln.Addr(), 2)
 	if s2 := acceptT(t, ln); s2 == s {
@@ -539,7 +540,9 @@ func TestDropsCounted(t *testing.T) {
 	ln := listenT(t, Options{})
 	raw := newRawPeer(t)
 	raw.send(ln.Addr(), []byte{byte(kindData), 1, 2, 3}) // no HELLO yet
-	eventually(t, "DATA from an unknown peer counted", func() bool { return ln.Stats().UnknownPeerDrops == 1 })
+	raw.send(ln.Addr(), keepaliveDatagram)
+	raw.send(ln.Addr(), byeDatagram)
+	eventually(t, "DATA, KEEPALIVE and BYE from an unvalidated address counted", func() bool { return ln.Stats().UnvalidatedDrops == 3 })
 	for _, d := range [][]byte{{}, {0}, {9, 9}, {byte(kindBye), 0}, append([]byte{byte(kindData)}, make([]byte, MaxFrameBytes+1)...)} {
 		raw.send(ln.Addr(), d)
 	}
@@ -555,8 +558,8 @@ func TestDropsCounted(t *testing.T) {
 		t.Errorf("Conn MalformedDrops = %d, want 1", got)
 	}
 	st := ln.Stats()
-	if st.UnknownPeerDrops != 1 || st.MalformedDrops != 6 || st.Dropped() != 7 || ln.Dropped() != 7 {
-		t.Errorf("Listener stats %+v, Dropped %d; want 1 unknown, 6 malformed, 7 dropped", st, ln.Dropped())
+	if st.UnvalidatedDrops != 3 || ln.UnvalidatedDrops() != 3 || st.UnknownPeerDrops != 0 || st.MalformedDrops != 6 || st.Dropped() != 9 || ln.Dropped() != 9 {
+		t.Errorf("Listener stats %+v, Dropped %d; want 3 unvalidated, 0 unknown, 6 malformed, 9 dropped", st, ln.Dropped())
 	}
 }
 
@@ -617,7 +620,7 @@ func TestAcceptBacklog(t *testing.T) {
 	ln := listenT(t, Options{AcceptBacklog: 1})
 	first, second := newRawPeer(t), newRawPeer(t)
 	first.hello(ln.Addr(), 1)
-	hello := helloDatagram(kindHello, 2)
+	hello := second.cookieHello(ln.Addr(), 2)
 	second.send(ln.Addr(), hello[:])
 	eventually(t, "HELLO over the backlog counted", func() bool { return ln.Stats().BacklogDrops == 1 })
 	if _, _, ok := second.recvKind(kindHelloAck, 50*time.Millisecond); ok {
@@ -693,18 +696,75 @@ func TestIPv6Loopback(t *testing.T) {
 	}
 }
 
-// TestClientSeesServerGone: when the server's socket vanishes without BYE,
-// the client's next KEEPALIVE draws an ICMP port unreachable, which ends
-// the session long before the idle timeout.
-func TestClientSeesServerGone(t *testing.T) {
-	opts := Options{KeepaliveInterval: 20 * time.Millisecond, IdleTimeout: 10 * time.Second}
+// TestClientOutlivesRefused: when the server's socket vanishes without
+// BYE, the client's datagrams draw ICMP port unreachable, which its socket
+// (connected at the kernel level) reports as ECONNREFUSED. The client
+// counts them and keeps the session until the idle timeout, which then
+// ends it: a forged ICMP message or a server that restarts does not end a
+// session, a server that is gone does.
+func TestClientOutlivesRefused(t *testing.T) {
+	if !connectable {
+		t.Skip("no socket connected at the kernel level: no ICMP error is reported")
+	}
+	opts := Options{KeepaliveInterval: 20 * time.Millisecond, IdleTimeout: 600 * time.Millisecond}
 	srv, client, _ := fakeServer(t, opts)
+	start := time.Now()
 	ch := readAsync(client)
 	srv.sock.Close()
-	if r := await(t, ch, 2*time.Second); !errors.Is(r.err, syscall.ECONNREFUSED) {
-		t.Fatalf("ReadFrame after the server's socket closed: %q, %v; want ECONNREFUSED", r.p, r.err)
+	if err := client.WriteFrame([]byte("x")); err != nil {
+		t.Fatalf("WriteFrame after the server's socket closed: %v, want nil", err)
 	}
-	if err := client.WriteFrame([]byte("x")); !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Fatalf("WriteFrame after that: %v, want the same ECONNREFUSED", err)
+	eventually(t, "ECONNREFUSED counted", func() bool { return client.Stats().RefusedErrors >= 2 })
+	refused := client.Stats().RefusedErrors
+	if err := client.WriteFrame([]byte("y")); err != nil {
+		t.Fatalf("WriteFrame after %d ECONNREFUSED: %v, want nil", refused, err)
 	}
+	// The pending ReadFrame returns only at the idle timeout (a ReadFrame
+	// that the ECONNREFUSED ended would return at once, with it).
+	r := await(t, ch, waitTimeout)
+	took := time.Since(start)
+	t.Logf("%d ECONNREFUSED (%d seen while the session was open) in %v before the idle timeout", client.Stats().RefusedErrors, refused, took)
+	if !errors.Is(r.err, ErrIdleTimeout) {
+		t.Fatalf("ReadFrame after the server's socket closed: %q, %v; want ErrIdleTimeout", r.p, r.err)
+	}
+	if took < opts.IdleTimeout {
+		t.Errorf("ReadFrame returned after %v, before IdleTimeout %v", took, opts.IdleTimeout)
+	}
+	if client.Stats().Dropped() != 0 {
+		t.Errorf("client stats %+v: refused errors counted as dropped datagrams", client.Stats())
+	}
+	if err := client.WriteFrame([]byte("z")); !errors.Is(err, ErrIdleTimeout) {
+		t.Fatalf("WriteFrame after the idle timeout: %v, want ErrIdleTimeout", err)
+	}
+}
+
+// TestRefusedWriteResends: a write that the kernel refuses with the
+// ECONNREFUSED an earlier datagram drew sent nothing; WriteFrame sends the
+// frame again, so the frame after a server's restart on the same port is
+// not lost.
+func TestRefusedWriteResends(t *testing.T) {
+	if !connectable {
+		t.Skip("no socket connected at the kernel level: no ICMP error is reported")
+	}
+	opts := Options{KeepaliveInterval: time.Hour, IdleTimeout: 2 * time.Hour}
+	srv, client, _ := fakeServer(t, opts)
+	addr := srv.sock.LocalAddr().(*net.UDPAddr)
+	srv.sock.Close()
+	if err := client.WriteFrame([]byte("lost")); err != nil { // draws the port unreachable
+		t.Fatal(err)
+	}
+	sock, err := net.ListenUDP("udp", addr) // the server restarts on its port
+	if err != nil {
+		t.Skipf("cannot bind %v again: %v", addr, err)
+	}
+	srv.sock = sock
+	t.Cleanup(func() { sock.Close() })
+	if err := client.WriteFrame([]byte("after")); err != nil {
+		t.Fatalf("WriteFrame after a refused one: %v, want nil", err)
+	}
+	body, _, ok := srv.recvKind(kindData, waitTimeout)
+	if !ok || string(body) != "after" {
+		t.Fatalf("restarted server got %q (ok %v), want the frame after the refused one", body, ok)
+	}
+	t.Logf("RefusedErrors = %d (1 when the ICMP error was reported to that write)", client.Stats().RefusedErrors)
 }

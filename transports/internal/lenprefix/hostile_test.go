@@ -295,4 +295,3 @@ func FuzzReaderSplit(f *testing.F) {
 		check(t, r, data, int(maxBytes))
 	})
 }
-

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync/atomic"
+	"time"
 
 	"github.com/evbench/evbench/transports"
 	"github.com/evbench/evbench/transports/internal/lenprefix"
@@ -32,13 +33,17 @@ var (
 	_ transports.Flusher = (*conn)(nil)
 )
 
-func newConn(name string, nc net.Conn) *conn {
-	return &conn{
+// newConn wraps nc; a frame that has started to arrive must arrive whole
+// within readTimeout (see ReadFrame).
+func newConn(name string, nc net.Conn, readTimeout time.Duration) *conn {
+	c := &conn{
 		name: name,
 		nc:   nc,
 		fr:   lenprefix.NewReader(bufio.NewReaderSize(nc, BufferBytes), MaxFrameBytes),
 		bw:   bufio.NewWriterSize(nc, BufferBytes),
 	}
+	c.fr.SetReadTimeout(nc, readTimeout)
+	return c
 }
 
 // WriteFrame appends the length prefix and p to the write buffer; the bytes
@@ -78,10 +83,18 @@ func (c *conn) Flush() error {
 // io.ErrUnexpectedEOF (wrapped). A length prefix over MaxFrameBytes is a
 // protocol error wrapping transports.ErrFrameTooLarge; the stream cannot be
 // resynchronised, so every later ReadFrame fails the same way and the
-// caller should Close. After Close the error wraps net.ErrClosed. In steady
-// state it does not allocate: frames that fit the read buffer are returned
-// in place, larger ones are copied into a buffer that grows to the largest
-// frame seen.
+// caller should Close. A frame whose first byte has arrived but which is not
+// complete within the transport's Config.ReadTimeout (default
+// transports.DefaultReadTimeout) is an error wrapping
+// transports.ErrReadTimeout, final like the others; the wait for a frame
+// to start is not bounded. After Close the error wraps net.ErrClosed.
+//
+// Memory: frames that fit the read buffer are returned in place; larger
+// ones are copied into a buffer that grows as their bytes arrive, never to
+// the announced length up front, and that is not kept past its frame when
+// over lenprefix.RetainBytes (1 MiB). In steady state ReadFrame does not
+// allocate, and it sets a read deadline only for a frame that has to wait
+// for more of its bytes.
 func (c *conn) ReadFrame() ([]byte, error) {
 	if c.closed.Load() {
 		return nil, c.closedErr("read")

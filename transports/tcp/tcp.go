@@ -18,8 +18,18 @@
 // ReadFrame allocates in steady state (crypto/tls itself makes one 24-byte
 // allocation per TLS read). TCP_NODELAY is on (Go's default, set explicitly
 // on both ends): batching is the writer's Flush decision, not Nagle's
-// algorithm. There are no per-write deadlines; Close is what unblocks a
-// stuck read or write. Close discards frames not yet flushed; for tcp+tls it
+// algorithm. There are no write deadlines; Close is what unblocks a stuck
+// write.
+//
+// Hostile peers: a frame whose first byte has arrived must arrive whole
+// within Config.ReadTimeout (default transports.DefaultReadTimeout, 10 s),
+// enforced with the connection's read deadline, which is set only while a
+// frame waits for more of its bytes; ReadFrame then fails with an error
+// wrapping transports.ErrReadTimeout. The wait for a frame to start is not
+// bounded here (the Hub bounds idleness). A length prefix allocates
+// nothing by itself: a large frame's buffer grows as its bytes arrive (see
+// package lenprefix), so a peer that announces MaxFrameBytes and sends a
+// few bytes costs no more than an idle connection. Close discards frames not yet flushed; for tcp+tls it
 // first sends a close_notify alert unless a write is in flight, a send that
 // crypto/tls bounds by 5 s against a peer that does not read.
 //
@@ -202,7 +212,7 @@ func (t *transport) Dial(ctx context.Context, addr string) (transports.Conn, err
 		}
 		nc = tc
 	}
-	return newConn(t.name, nc), nil
+	return newConn(t.name, nc, t.cfg.FrameReadTimeout()), nil
 }
 
 // tune prepares a new connection of either end: for a *net.TCPConn,
@@ -283,7 +293,7 @@ func (l *listener) acceptLoop() {
 			continue
 		}
 		if l.tlsCfg == nil {
-			if !l.deliver(accepted{c: newConn(l.name, nc)}) {
+			if !l.deliver(accepted{c: newConn(l.name, nc, l.cfg.FrameReadTimeout())}) {
 				return
 			}
 			continue
@@ -305,7 +315,7 @@ func (l *listener) handshake(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	l.deliver(accepted{c: newConn(l.name, tc)})
+	l.deliver(accepted{c: newConn(l.name, tc, l.cfg.FrameReadTimeout())})
 }
 
 // deliver hands a to an Accept caller, or closes its Conn and reports false

@@ -123,7 +123,7 @@ func TestReadFraming(t *testing.T) {
 				a.Write(tt.in)
 				a.Close()
 			}()
-			c := newConn("tcp", b)
+			c := newConn("tcp", b, transports.DefaultReadTimeout)
 			defer c.Close()
 			for i, want := range tt.want {
 				got, err := c.ReadFrame()
@@ -170,7 +170,7 @@ func TestWriteFraming(t *testing.T) {
 				all, _ := io.ReadAll(b)
 				got <- all
 			}()
-			c := newConn("tcp", a)
+			c := newConn("tcp", a, transports.DefaultReadTimeout)
 			for i, f := range tt.frames {
 				err := c.WriteFrame(f)
 				if len(f) > MaxFrameBytes {

@@ -327,4 +327,3 @@ func TestReadTimeout(t *testing.T) {
 		}
 	}
 }
-

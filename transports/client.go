@@ -31,7 +31,17 @@ type ClientConfig struct {
 	// until answered on a transport whose control frames may be lost (not
 	// Caps.ReliableControl: udp); default 200ms.
 	RetryInterval time.Duration
+	// KeepaliveInterval is how long the client may send nothing before it
+	// sends a PING, so that a client that only receives is not closed by
+	// the server's idle timeout (HubConfig.IdleTimeout, 30 s by default).
+	// Default DefaultKeepaliveInterval; negative disables it.
+	KeepaliveInterval time.Duration
 }
+
+// DefaultKeepaliveInterval is ClientConfig.KeepaliveInterval's default, 10 s:
+// a third of the Hub's default idle timeout, so that two keepalives in a row
+// may be late or lost before the server gives up on the client.
+const DefaultKeepaliveInterval = 10 * time.Second
 
 var processStart = time.Now()
 
@@ -48,6 +58,9 @@ type Client struct {
 
 	wmu  sync.Mutex // the single-writer discipline: held for each encode+write+flush
 	wbuf []byte
+
+	wrote     atomic.Bool                // a frame was written since the last keepalive check
+	keepalive atomic.Pointer[time.Timer] // nil when KeepaliveInterval is negative
 
 	amu     sync.Mutex // guards pending and nextAck
 	pending map[uint64]pendingAck
@@ -75,6 +88,9 @@ func Dial(ctx context.Context, tr Transport, addr string, cfg ClientConfig) (*Cl
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = 200 * time.Millisecond
 	}
+	if cfg.KeepaliveInterval == 0 {
+		cfg.KeepaliveInterval = DefaultKeepaliveInterval
+	}
 	conn, err := tr.Dial(ctx, addr)
 	if err != nil {
 		return nil, err
@@ -91,7 +107,28 @@ func Dial(ctx context.Context, tr Transport, addr string, cfg ClientConfig) (*Cl
 		return nil, fmt.Errorf("hello: %w", err)
 	}
 	c.id = id
+	if cfg.KeepaliveInterval > 0 {
+		c.keepalive.Store(time.AfterFunc(cfg.KeepaliveInterval, c.sendKeepalive))
+	}
 	return c, nil
+}
+
+// sendKeepalive runs on its timer: it sends a PING unless the client wrote
+// something since the last time, or is writing now (the lock is held), and
+// sets the timer again. The PING's AckID is 0, so its PONG settles nothing.
+func (c *Client) sendKeepalive() {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	if !c.wrote.Swap(false) && c.wmu.TryLock() {
+		c.writeLocked(&Frame{Type: FramePing}, false) // an error ends the read loop too
+		c.wmu.Unlock()
+	}
+	if t := c.keepalive.Load(); t != nil {
+		t.Reset(c.cfg.KeepaliveInterval)
+	}
 }
 
 // ID is the client's id, as confirmed by the server.
@@ -130,7 +167,11 @@ func (c *Client) membership(ctx context.Context, t FrameType, ns, room string) e
 	defer c.removePending(id)
 	f := Frame{Type: t, Namespace: []byte(ns), Room: []byte(room), AckID: id}
 	status, err := request(ctx, c, &f, ack)
-	if err == nil && status != AckOK {
+	switch {
+	case err != nil:
+	case status == AckLimit:
+		err = fmt.Errorf("server refused %v of room %q in namespace %q: %w (rooms or namespaces per connection)", t, room, ns, ErrLimit)
+	case status != AckOK:
 		err = fmt.Errorf("server rejected %v of room %q in namespace %q (status %d)", t, room, ns, status)
 	}
 	return err
@@ -259,6 +300,9 @@ func (c *Client) writeLocked(f *Frame, event bool) error {
 	if err != nil {
 		return err
 	}
+	if !c.wrote.Load() {
+		c.wrote.Store(true) // a load first: most writes find it set
+	}
 	return Flush(c.conn)
 }
 
@@ -363,6 +407,9 @@ func (c *Client) handle(p []byte, f *Frame, now int64) error {
 func (c *Client) Close() error {
 	c.once.Do(func() {
 		c.closing.Store(true)
+		if t := c.keepalive.Load(); t != nil {
+			t.Stop()
+		}
 		if c.wmu.TryLock() {
 			// A BYE can block too (a full send buffer towards a server
 			// that stopped reading): ByeGrace bounds it.

@@ -48,6 +48,7 @@ func (t FrameType) String() string {
 const (
 	AckOK       uint8 = 0 // done
 	AckRejected uint8 = 1 // the request was malformed or not allowed (e.g. an empty room name)
+	AckLimit    uint8 = 2 // the request crosses one of the server's per-connection limits (rooms, namespaces, payload)
 )
 
 // BYE reasons carried in Frame.Status of a BYE.
@@ -60,6 +61,11 @@ const (
 // refused because a connection with that id is open (another fleet using
 // the same ids on the same server, or a client that did not leave yet).
 var ErrIDInUse = errors.New("client id already connected to the server")
+
+// ErrLimit is wrapped by the error of a request the server refused with
+// AckLimit: it would cross one of the server's per-connection limits
+// (HubConfig's MaxRooms, MaxNamespaces, MaxPayloadBytes).
+var ErrLimit = errors.New("over the server's per-connection limit")
 
 // Limits enforced by the codec, in bytes.
 const (

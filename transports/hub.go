@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -35,14 +36,57 @@ func (p SlowConsumerPolicy) String() string {
 	return "drop-oldest"
 }
 
-// HubConfig configures a Hub. The zero value works.
+// HubConfig configures a Hub. The zero value works: every zero field means
+// its default, and every default bounds what one peer can make the Hub
+// hold or do, so that a Hub can face peers it does not trust.
 type HubConfig struct {
 	// SendQueue is how many events each connection's send queue holds;
 	// default 4096. Its reply queue (HELLO, ACK, PONG) holds as many, and
 	// at least MinReplyQueue.
 	SendQueue int
+	// SendQueueBytes bounds the bytes of the events queued for one
+	// connection, beside SendQueue's bound in frames: past either, the
+	// slow-consumer policy applies. An event larger than the bound is still
+	// queued when nothing else is. Default DefaultSendQueueBytes (64 MiB,
+	// nats-server's max_pending).
+	SendQueueBytes int64
 	// SlowConsumer is the policy when a send queue is full; default DropOldest.
 	SlowConsumer SlowConsumerPolicy
+
+	// HandshakeTimeout bounds the wait for an accepted connection's HELLO;
+	// a connection that has not sent it by then is closed and counted in
+	// HubStats.HandshakeTimeouts. Default DefaultHandshakeTimeout (5 s,
+	// quic-go's handshake idle timeout). Negative disables it.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes a connection from which nothing has arrived for
+	// this long (HubStats.IdleCloses). evbench's Client sends a PING when
+	// it has sent nothing for ClientConfig.KeepaliveInterval (10 s), so an
+	// idle timeout must exceed that. Default DefaultIdleTimeout (30 s,
+	// quic-go's MaxIdleTimeout). Negative disables it.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds one write to a connection: a client that stops
+	// reading until the transport's buffers fill blocks its writer, and
+	// after WriteTimeout it is closed as a slow consumer
+	// (HubStats.WriteTimeouts and ClosedSlow). Default DefaultWriteTimeout
+	// (10 s, nats-server's write_deadline). Negative disables it.
+	WriteTimeout time.Duration
+
+	// MaxRooms bounds the rooms one connection may be in at once, besides
+	// the rooms named by its own id; a JOIN past it is answered with
+	// AckLimit and counted in HubStats.LimitRefusals. Default
+	// DefaultMaxRooms.
+	MaxRooms int
+	// MaxNamespaces bounds the namespaces one connection may use, "/"
+	// included; a JOIN into one more is answered with AckLimit. Default
+	// DefaultMaxNamespaces.
+	MaxNamespaces int
+	// MaxPayloadBytes bounds an event's payload: an EMIT over it is not
+	// delivered, is answered with an ACK of status AckLimit when it asked
+	// for one, and is counted in HubStats.LimitRefusals. Names are bounded
+	// by the codec (MaxNameBytes) and whole frames by the transport
+	// (Caps.MaxFrame). Default DefaultMaxPayloadBytes (1 MiB,
+	// nats-server's max_payload); at most MaxPayloadBytes.
+	MaxPayloadBytes int
 	// OnConnError, if set, is called once for each connection that ends with
 	// an error other than a clean close (a malformed frame, a write error),
 	// from that connection's goroutine.
@@ -57,6 +101,54 @@ type HubConfig struct {
 
 // DefaultNamespace is the namespace every connection is in from its HELLO.
 const DefaultNamespace = "/"
+
+// Defaults of HubConfig's limits.
+const (
+	DefaultSendQueueBytes   = 64 << 20 // bytes
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultIdleTimeout      = 30 * time.Second
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultMaxRooms         = 1024
+	DefaultMaxNamespaces    = 16
+	DefaultMaxPayloadBytes  = 1 << 20 // bytes
+)
+
+// withDefaults returns c with every zero field set to its default.
+func (c HubConfig) withDefaults() HubConfig {
+	if c.SendQueue <= 0 {
+		c.SendQueue = 4096
+	}
+	if c.SendQueueBytes <= 0 {
+		c.SendQueueBytes = DefaultSendQueueBytes
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	def(&c.IdleTimeout, DefaultIdleTimeout)
+	def(&c.WriteTimeout, DefaultWriteTimeout)
+	if c.MaxRooms <= 0 {
+		c.MaxRooms = DefaultMaxRooms
+	}
+	if c.MaxNamespaces <= 0 {
+		c.MaxNamespaces = DefaultMaxNamespaces
+	}
+	if c.MaxPayloadBytes <= 0 {
+		c.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+	c.MaxPayloadBytes = min(c.MaxPayloadBytes, MaxPayloadBytes)
+	return c
+}
+
+// Errors a connection is closed with when it crosses one of HubConfig's
+// deadlines; a write timeout is a slow consumer.
+var (
+	ErrHandshakeTimeout = errors.New("no HELLO within the handshake timeout")
+	ErrIdleTimeout      = errors.New("nothing received within the idle timeout")
+	ErrWriteTimeout     = fmt.Errorf("%w: a write blocked past the write timeout", ErrSlowConsumer)
+)
 
 // ErrSlowConsumer is the error a connection is closed with under the
 // Disconnect policy.
@@ -133,12 +225,22 @@ type ServerStats struct {
 	// SendQueueBytes is the Hub's per-connection send queue bound in bytes
 	// (HubConfig.SendQueueBytes).
 	SendQueueBytes int64 `json:"send_queue_bytes"`
+	// MaxPayloadBytes, MaxRooms and MaxNamespaces are the Hub's
+	// per-connection limits (HubConfig), so that a fleet can refuse a
+	// scenario the server would refuse before it starts.
+	MaxPayloadBytes int `json:"max_payload_bytes"`
+	MaxRooms        int `json:"max_rooms"`
+	MaxNamespaces   int `json:"max_namespaces"`
 }
 
 // ServerStats returns the Hub's settings and a snapshot of its counters,
 // as a STATS answer carries them.
 func (h *Hub) ServerStats() ServerStats {
-	return ServerStats{HubStats: h.Stats(), SendQueue: h.cfg.SendQueue, SlowConsumer: h.cfg.SlowConsumer.String()}
+	return ServerStats{
+		HubStats: h.Stats(), SendQueue: h.cfg.SendQueue, SlowConsumer: h.cfg.SlowConsumer.String(),
+		SendQueueBytes: h.cfg.SendQueueBytes, MaxPayloadBytes: h.cfg.MaxPayloadBytes,
+		MaxRooms: h.cfg.MaxRooms, MaxNamespaces: h.cfg.MaxNamespaces,
+	}
 }
 
 // Sub returns the counters of s minus those of base, the earlier snapshot:
@@ -172,19 +274,34 @@ func (s HubStats) Sub(base HubStats) HubStats {
 // Each connection has one reader goroutine and one writer goroutine (the
 // single writer of that Conn) that drains two queues: replies (HELLO, ACK,
 // PONG) first, from a queue of their own that events never fill, then
-// events, bounded by HubConfig.SendQueue; the slow-consumer policy applies
-// to a full queue of either kind. Every member of a room receives
-// its events in offset order. The per-delivery path encodes each event once
-// into a pooled, reference-counted buffer shared by all recipients and does
-// not allocate in steady state.
+// events, bounded by HubConfig.SendQueue in frames and SendQueueBytes in
+// bytes; the slow-consumer policy applies to a full queue of either kind.
+// Every member of a room receives its events in offset order. The
+// per-delivery path encodes each event once into a pooled,
+// reference-counted buffer shared by all recipients and does not allocate
+// in steady state.
+//
+// Everything a peer controls is bounded (HubConfig): the time to its HELLO,
+// its silences, a blocked write to it, the bytes queued for it, its rooms,
+// namespaces and payloads; a peer crossing a bound is closed or refused
+// and counted by reason in HubStats. One goroutine per Hub (started by the
+// first Serve) checks the idle and write deadlines a few times per
+// timeout, so detection takes the timeout plus at most a second.
 type Hub struct {
 	cfg HubConfig
 
-	mu         sync.RWMutex // guards namespaces, room membership changes, sessions, greeting
+	mu         sync.RWMutex // guards namespaces, room membership changes, sessions, greeting, counts
 	namespaces map[string]*namespace
 	sessions   map[uint64]*session
 	greeting   map[*Conn]struct{} // accepted connections whose HELLO has not been read
 	closed     bool
+	rooms      int                // rooms in all namespaces, guarded by mu
+	members    int                // memberships in all rooms, guarded by mu
+	validators []AddressValidator // the served Listeners that validate addresses, guarded by mu
+
+	janitor sync.Once
+	stop    chan struct{} // closed by Close: ends the janitor
+	tick    atomic.Int64  // the janitor's tick count, a coarse clock for write deadlines
 
 	nextID         atomic.Uint64
 	queueDrops     atomic.Uint64
@@ -195,6 +312,11 @@ type Hub struct {
 	closedClean    atomic.Uint64
 	closedError    atomic.Uint64
 	closedSlow     atomic.Uint64
+	handshakeTO    atomic.Uint64
+	readTO         atomic.Uint64
+	idleCloses     atomic.Uint64
+	writeTO        atomic.Uint64
+	limitRefusals  atomic.Uint64
 	frames         sync.Pool // *outFrame
 	wg             sync.WaitGroup
 }
@@ -218,10 +340,10 @@ type roomKey struct{ ns, room string }
 
 // NewHub returns a Hub configured by cfg.
 func NewHub(cfg HubConfig) *Hub {
-	if cfg.SendQueue <= 0 {
-		cfg.SendQueue = 4096
+	h := &Hub{
+		cfg: cfg.withDefaults(), namespaces: map[string]*namespace{}, sessions: map[uint64]*session{},
+		greeting: map[*Conn]struct{}{}, stop: make(chan struct{}),
 	}
-	h := &Hub{cfg: cfg, namespaces: map[string]*namespace{}, sessions: map[uint64]*session{}, greeting: map[*Conn]struct{}{}}
 	h.frames.New = func() any { return &outFrame{b: make([]byte, 0, 512), hub: h} }
 	return h
 }
@@ -233,6 +355,22 @@ func NewHub(cfg HubConfig) *Hub {
 // retried after a pause that doubles from 5 ms to 1 s, as net/http's server
 // does.
 func (h *Hub) Serve(ctx context.Context, ln Listener) error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	if v, ok := ln.(AddressValidator); ok {
+		h.validators = append(h.validators, v)
+	}
+	h.janitor.Do(func() {
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			h.sweep()
+		}()
+	})
+	h.mu.Unlock()
 	var pause time.Duration
 	for {
 		c, err := ln.Accept(ctx)
@@ -274,6 +412,9 @@ func (h *Hub) Serve(ctx context.Context, ln Listener) error {
 // connection afterwards.
 func (h *Hub) Close() error {
 	h.mu.Lock()
+	if !h.closed {
+		close(h.stop)
+	}
 	h.closed = true
 	greeting := make([]Conn, 0, len(h.greeting))
 	for c := range h.greeting {
@@ -298,17 +439,16 @@ func (h *Hub) Close() error {
 	return nil
 }
 
-// Stats returns a snapshot of the Hub's state and counters.
+// Stats returns a snapshot of the Hub's state and counters. It takes the
+// same time whatever the number of rooms: the gauges are kept as they
+// change.
 func (h *Hub) Stats() HubStats {
 	h.mu.RLock()
-	defer h.mu.RUnlock()
-	st := HubStats{Conns: len(h.sessions), Namespaces: len(h.namespaces)}
-	for _, ns := range h.namespaces {
-		st.Rooms += len(ns.rooms)
-		for _, r := range ns.rooms {
-			st.Members += len(*r.members.Load())
-		}
+	st := HubStats{Conns: len(h.sessions), Namespaces: len(h.namespaces), Rooms: h.rooms, Members: h.members}
+	for _, v := range h.validators {
+		st.UnvalidatedDrops += v.UnvalidatedDrops()
 	}
+	h.mu.RUnlock()
 	st.QueueDrops = h.queueDrops.Load()
 	st.ReplyDrops = h.replyDrops.Load()
 	st.OversizeDrops = h.oversizeDrops.Load()
@@ -317,7 +457,59 @@ func (h *Hub) Stats() HubStats {
 	st.ClosedClean = h.closedClean.Load()
 	st.ClosedError = h.closedError.Load()
 	st.ClosedSlow = h.closedSlow.Load()
+	st.HandshakeTimeouts = h.handshakeTO.Load()
+	st.ReadTimeouts = h.readTO.Load()
+	st.IdleCloses = h.idleCloses.Load()
+	st.WriteTimeouts = h.writeTO.Load()
+	st.LimitRefusals = h.limitRefusals.Load()
 	return st
+}
+
+// sweep is the janitor: until Close, a few times per timeout, it closes
+// the sessions that have been silent for IdleTimeout or blocked in one
+// write for WriteTimeout. Readers and writers only store flags and the
+// tick count; the janitor alone reads the clock.
+func (h *Hub) sweep() {
+	period := time.Second
+	for _, d := range []time.Duration{h.cfg.IdleTimeout, h.cfg.WriteTimeout} {
+		if d > 0 {
+			period = min(period, d/8)
+		}
+	}
+	period = max(period, time.Millisecond)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	// A write is late once this many ticks have passed since it started:
+	// the tick it started in may have been nearly over.
+	writeTicks := int64(h.cfg.WriteTimeout/period) + 1
+	var idle, late []*session
+	for {
+		select {
+		case <-h.stop:
+			return
+		case now := <-t.C:
+			tick := h.tick.Add(1)
+			idle, late = idle[:0], late[:0]
+			h.mu.RLock()
+			for _, s := range h.sessions {
+				if s.heard.Swap(false) {
+					s.lastHeard = now
+				} else if h.cfg.IdleTimeout > 0 && now.Sub(s.lastHeard) >= h.cfg.IdleTimeout {
+					idle = append(idle, s)
+				}
+				if w := s.writing.Load(); h.cfg.WriteTimeout > 0 && w != 0 && tick-w >= writeTicks {
+					late = append(late, s)
+				}
+			}
+			h.mu.RUnlock()
+			for _, s := range idle {
+				s.closeAsync(ErrIdleTimeout)
+			}
+			for _, s := range late {
+				s.closeAsync(ErrWriteTimeout)
+			}
+		}
+	}
 }
 
 // session is the server's side of one connection.
@@ -332,8 +524,19 @@ type session struct {
 
 	once          sync.Once
 	closed        atomic.Bool
-	disconnecting atomic.Bool // the slow-consumer policy has started closing it
-	rooms         []roomKey   // guarded by hub.mu
+	disconnecting atomic.Bool  // the slow-consumer policy has started closing it
+	queued        atomic.Int64 // bytes of the events in q
+	rooms         []roomKey    // guarded by hub.mu; own-id rooms included
+	namespaces    []string     // namespaces used, "/" first; guarded by hub.mu
+	joined        int          // rooms besides own-id rooms, guarded by hub.mu
+
+	// heard is set by the reader for every frame and cleared by the
+	// janitor, which notes the time it last found it set in lastHeard
+	// (the janitor's own). writing is the janitor's tick at which the
+	// write in progress started, 0 when the writer is not writing.
+	heard     atomic.Bool
+	lastHeard time.Time
+	writing   atomic.Int64
 }
 
 // outFrame is an encoded frame shared by every recipient's send queue; the
@@ -344,8 +547,12 @@ type outFrame struct {
 	hub  *Hub
 }
 
+// maxPooledFrameBytes is the largest buffer returned to the pool: one large
+// event does not pin its buffer for the life of the Hub.
+const maxPooledFrameBytes = 64 << 10
+
 func (o *outFrame) release() {
-	if o.refs.Add(-1) == 0 {
+	if o.refs.Add(-1) == 0 && cap(o.b) <= maxPooledFrameBytes {
 		o.hub.frames.Put(o)
 	}
 }
@@ -354,7 +561,9 @@ func (h *Hub) encode(f *Frame, refs int) (*outFrame, error) {
 	o := h.frames.Get().(*outFrame)
 	b, err := AppendFrame(o.b[:0], f)
 	if err != nil {
-		h.frames.Put(o)
+		o.b = b
+		o.refs.Store(1)
+		o.release()
 		return nil, err
 	}
 	o.b = b
@@ -366,7 +575,19 @@ func (h *Hub) encode(f *Frame, refs int) (*outFrame, error) {
 func (h *Hub) serveConn(cp *Conn) {
 	c := *cp
 	var f Frame
+	var late atomic.Bool
+	var t *time.Timer
+	if h.cfg.HandshakeTimeout > 0 {
+		t = time.AfterFunc(h.cfg.HandshakeTimeout, func() {
+			late.Store(true)
+			c.Close() // unblocks the ReadFrame below
+		})
+	}
 	p, err := c.ReadFrame()
+	if t != nil && !t.Stop() && late.Load() {
+		h.handshakeTO.Add(1)
+		err = ErrHandshakeTimeout
+	}
 	h.mu.Lock()
 	delete(h.greeting, cp) // from here on, register refuses c once the Hub is closed
 	h.mu.Unlock()
@@ -411,8 +632,15 @@ func (h *Hub) connError(id uint64, err error) {
 	if errors.Is(err, net.ErrClosed) || isEOF(err) {
 		return
 	}
-	if errors.Is(err, ErrMalformed) || errors.Is(err, ErrFrameTooLarge) {
+	switch {
+	case errors.Is(err, ErrMalformed) || errors.Is(err, ErrFrameTooLarge):
 		h.protocolErrors.Add(1)
+	case errors.Is(err, ErrReadTimeout):
+		h.readTO.Add(1)
+	case errors.Is(err, ErrIdleTimeout):
+		h.idleCloses.Add(1)
+	case errors.Is(err, ErrWriteTimeout):
+		h.writeTO.Add(1)
 	}
 	if h.cfg.OnConnError != nil {
 		h.cfg.OnConnError(id, err)
@@ -437,7 +665,7 @@ func (h *Hub) register(c Conn, id uint64) (*session, error) {
 	s := &session{
 		hub: h, conn: c, id: id, ownID: strconv.FormatUint(id, 10),
 		q: make(chan *outFrame, h.cfg.SendQueue), ctrl: make(chan *outFrame, max(h.cfg.SendQueue, MinReplyQueue)),
-		done: make(chan struct{}),
+		done: make(chan struct{}), lastHeard: time.Now(), namespaces: []string{DefaultNamespace},
 	}
 	h.sessions[id] = s
 	h.joinLocked(s, DefaultNamespace, s.ownID)
@@ -452,6 +680,9 @@ func (s *session) readLoop() error {
 		if err != nil {
 			return err
 		}
+		if !s.heard.Load() {
+			s.heard.Store(true) // a load first: the janitor's line is not dirtied per frame
+		}
 		if err := DecodeFrame(p, &f); err != nil {
 			return err
 		}
@@ -463,15 +694,21 @@ func (s *session) readLoop() error {
 			if len(f.Room) == 0 || len(f.Namespace) == 0 {
 				status = AckRejected
 			} else if f.Type == FrameJoin {
-				h.join(s, string(f.Namespace), string(f.Room))
+				status = h.join(s, string(f.Namespace), string(f.Room))
 			} else {
 				h.leave(s, string(f.Namespace), string(f.Room))
 			}
 			s.reply(&Frame{Type: FrameAck, AckID: f.AckID, Status: status})
 		case FrameEmit:
-			h.broadcast(s, &f)
+			status := AckOK
+			if len(f.Payload) > h.cfg.MaxPayloadBytes {
+				status = AckLimit
+				h.limitRefusals.Add(1)
+			} else {
+				h.broadcast(s, &f)
+			}
 			if f.AckID != 0 {
-				s.reply(&Frame{Type: FrameAck, AckID: f.AckID})
+				s.reply(&Frame{Type: FrameAck, AckID: f.AckID, Status: status})
 			}
 		case FramePing:
 			s.reply(&Frame{Type: FramePong, AckID: f.AckID, SentNs: f.SentNs})
@@ -588,12 +825,37 @@ func (s *session) closeAsync(err error) {
 	}()
 }
 
-// enqueue puts an event on the send queue.
-func (s *session) enqueue(o *outFrame) { s.push(s.q, o, &s.hub.queueDrops) }
+// enqueue puts an event on the send queue, within both of its bounds:
+// SendQueue frames and SendQueueBytes bytes. Concurrent broadcasts reserve
+// their bytes before queueing, so the byte bound holds exactly, except
+// that an event is queued whatever its size when it would be alone.
+func (s *session) enqueue(o *outFrame) {
+	n := int64(len(o.b))
+	limit := s.hub.cfg.SendQueueBytes
+	for !s.closed.Load() {
+		if after := s.queued.Add(n); after > limit && after != n {
+			s.queued.Add(-n)
+			if !s.overflow(s.q, &s.hub.queueDrops) {
+				break
+			}
+			continue
+		}
+		select {
+		case s.q <- o:
+			return
+		default:
+		}
+		s.queued.Add(-n)
+		if !s.overflow(s.q, &s.hub.queueDrops) {
+			break
+		}
+	}
+	o.release()
+}
 
-// push puts o on q, applying the slow-consumer policy when q is full. It
-// never blocks: each pass either queues o or discards one frame, counted in
-// drops.
+// push puts a reply o on q, applying the slow-consumer policy when q is
+// full. It never blocks: each pass either queues o or discards one frame,
+// counted in drops.
 func (s *session) push(q chan *outFrame, o *outFrame, drops *atomic.Uint64) {
 	for !s.closed.Load() {
 		select {
@@ -601,21 +863,35 @@ func (s *session) push(q chan *outFrame, o *outFrame, drops *atomic.Uint64) {
 			return
 		default:
 		}
-		if s.hub.cfg.SlowConsumer == Disconnect {
-			drops.Add(1) // o itself
-			if s.disconnecting.CompareAndSwap(false, true) {
-				s.closeAsync(ErrSlowConsumer)
-			}
+		if !s.overflow(q, drops) {
 			break
-		}
-		select {
-		case old := <-q: // drop the oldest to make room
-			drops.Add(1)
-			old.release()
-		default:
 		}
 	}
 	o.release()
+}
+
+// overflow applies the slow-consumer policy to a full queue q. Under
+// DropOldest it discards q's oldest frame and reports true: try again.
+// Under Disconnect it counts the new frame as dropped, starts closing the
+// session and reports false: the caller drops the new frame.
+func (s *session) overflow(q chan *outFrame, drops *atomic.Uint64) bool {
+	if s.hub.cfg.SlowConsumer == Disconnect {
+		drops.Add(1) // the new frame
+		if s.disconnecting.CompareAndSwap(false, true) {
+			s.closeAsync(ErrSlowConsumer)
+		}
+		return false
+	}
+	select {
+	case old := <-q: // drop the oldest to make room
+		drops.Add(1)
+		if q == s.q {
+			s.queued.Add(-int64(len(old.b)))
+		}
+		old.release()
+	default: // emptied meanwhile by the writer
+	}
+	return true
 }
 
 // writeLoop is the connection's single writer: it sends queued frames,
@@ -638,7 +914,9 @@ func (s *session) writeLoop() {
 			}
 		}
 		var err error
+		s.writing.Store(max(s.hub.tick.Load(), 1))
 		if event {
+			s.queued.Add(-int64(len(o.b)))
 			err = WriteEvent(s.conn, o.b) // the only frames a transport may drop
 		} else {
 			err = s.conn.WriteFrame(o.b)
@@ -653,6 +931,7 @@ func (s *session) writeLoop() {
 		if err == nil && len(s.q) == 0 && len(s.ctrl) == 0 {
 			err = Flush(s.conn)
 		}
+		s.writing.Store(0)
 		if err != nil {
 			s.close(err)
 			s.releaseQueued()
@@ -691,7 +970,7 @@ func (s *session) close(err error) {
 		switch {
 		case err == nil || errors.Is(err, net.ErrClosed) || isEOF(err):
 			h.closedClean.Add(1)
-		case errors.Is(err, ErrSlowConsumer):
+		case errors.Is(err, ErrSlowConsumer): // ErrWriteTimeout included
 			h.closedSlow.Add(1)
 		default:
 			h.closedError.Add(1)
@@ -706,19 +985,37 @@ func (s *session) close(err error) {
 	})
 }
 
-func (h *Hub) join(s *session, ns, name string) {
+// join puts s in room name of namespace ns and returns the JOIN's ACK
+// status: AckLimit, counted in LimitRefusals, when it would take s past
+// HubConfig.MaxRooms or MaxNamespaces.
+func (h *Hub) join(s *session, ns, name string) uint8 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if s.closed.Load() {
-		return // a JOIN that raced the disconnect must not leave a member behind
+		return AckOK // a JOIN that raced the disconnect must not leave a member behind
 	}
-	if ns != DefaultNamespace {
+	newNS := !slices.Contains(s.namespaces, ns)
+	newRoom := name != s.ownID && !s.inRoom(roomKey{ns, name})
+	if newNS && len(s.namespaces) >= h.cfg.MaxNamespaces || newRoom && s.joined >= h.cfg.MaxRooms {
+		h.limitRefusals.Add(1)
+		return AckLimit
+	}
+	if newNS {
+		s.namespaces = append(s.namespaces, ns)
 		h.joinLocked(s, ns, s.ownID) // own-id room in every namespace used
 	}
 	h.joinLocked(s, ns, name)
+	return AckOK
 }
 
+// inRoom reports whether s is in the room k; the caller holds Hub.mu.
+func (s *session) inRoom(k roomKey) bool { return slices.Contains(s.rooms, k) }
+
 func (h *Hub) joinLocked(s *session, ns, name string) {
+	k := roomKey{ns, name}
+	if s.inRoom(k) {
+		return // joining twice is a no-op, as in socket.io
+	}
 	n := h.namespaces[ns]
 	if n == nil {
 		n = &namespace{rooms: map[string]*room{}}
@@ -729,30 +1026,30 @@ func (h *Hub) joinLocked(s *session, ns, name string) {
 		r = &room{}
 		r.members.Store(&[]*session{})
 		n.rooms[name] = r
+		h.rooms++
 	}
 	old := *r.members.Load()
-	for _, m := range old {
-		if m == s {
-			return // joining twice is a no-op, as in socket.io
-		}
-	}
 	members := make([]*session, len(old), len(old)+1)
 	copy(members, old)
 	members = append(members, s)
 	r.members.Store(&members)
-	s.rooms = append(s.rooms, roomKey{ns, name})
+	h.members++
+	s.rooms = append(s.rooms, k)
+	if name != s.ownID {
+		s.joined++
+	}
 }
 
 func (h *Hub) leave(s *session, ns, name string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	k := roomKey{ns, name}
-	for i, sk := range s.rooms {
-		if sk == k {
-			s.rooms = append(s.rooms[:i], s.rooms[i+1:]...)
-			h.removeMemberLocked(s, k)
-			return
+	if i := slices.Index(s.rooms, k); i >= 0 {
+		s.rooms = slices.Delete(s.rooms, i, i+1)
+		if name != s.ownID {
+			s.joined--
 		}
+		h.removeMemberLocked(s, k)
 	}
 }
 
@@ -772,9 +1069,11 @@ func (h *Hub) removeMemberLocked(s *session, k roomKey) {
 			members = append(members, m)
 		}
 	}
+	h.members -= len(old) - len(members)
 	if len(members) == 0 {
 		r.removed.Store(true)
 		delete(n.rooms, k.room)
+		h.rooms--
 		if len(n.rooms) == 0 {
 			delete(h.namespaces, k.ns)
 		}

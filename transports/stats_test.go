@@ -45,7 +45,12 @@ func TestServerStats(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := transports.ServerStats{HubStats: s.hub.Stats(), SendQueue: 4096, SlowConsumer: "drop-oldest"}
+			want := transports.ServerStats{
+				HubStats: s.hub.Stats(), SendQueue: 4096, SlowConsumer: "drop-oldest",
+				SendQueueBytes:  transports.DefaultSendQueueBytes,
+				MaxPayloadBytes: transports.DefaultMaxPayloadBytes,
+				MaxRooms:        transports.DefaultMaxRooms, MaxNamespaces: transports.DefaultMaxNamespaces,
+			}
 			if got != want {
 				t.Errorf("ServerStats = %+v, Hub.Stats = %+v", got, want)
 			}

@@ -58,8 +58,8 @@ type Config struct {
 	// part of a frame and stops (a "slowloris") then gets ReadFrame's error
 	// wrapping ErrReadTimeout instead of holding the connection and its
 	// buffer forever. Waiting for a frame to start is not bounded here (see
-	// HubConfig.IdleTimeout). 0 means DefaultReadTimeout; negative is an
-	// error.
+	// HubConfig.IdleTimeout). 0 means DefaultReadTimeout; negative
+	// disables it.
 	ReadTimeout time.Duration
 }
 
@@ -72,10 +72,14 @@ const DefaultReadTimeout = 10 * time.Second
 // started to arrive but was not complete within Config.ReadTimeout.
 var ErrReadTimeout = errors.New("frame not completed within the read timeout")
 
-// FrameReadTimeout is c.ReadTimeout with its default applied.
+// FrameReadTimeout is c.ReadTimeout with its default applied, and 0 when it
+// is disabled (negative).
 func (c Config) FrameReadTimeout() time.Duration {
-	if c.ReadTimeout == 0 {
+	switch {
+	case c.ReadTimeout == 0:
 		return DefaultReadTimeout
+	case c.ReadTimeout < 0:
+		return 0
 	}
 	return c.ReadTimeout
 }
@@ -87,9 +91,6 @@ func (c Config) Validate() error {
 	}
 	if c.WriteBufferBytes < 0 {
 		return fmt.Errorf("transport config: WriteBufferBytes is negative (%d)", c.WriteBufferBytes)
-	}
-	if c.ReadTimeout < 0 {
-		return fmt.Errorf("transport config: ReadTimeout is negative (%v)", c.ReadTimeout)
 	}
 	if c.ServerTLS != nil && len(c.ServerTLS.Certificates) == 0 && c.ServerTLS.GetCertificate == nil && c.ServerTLS.GetConfigForClient == nil {
 		return errors.New("transport config: ServerTLS holds no certificate")

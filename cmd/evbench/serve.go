@@ -62,7 +62,18 @@ self-signed certificate for the clients to trust, before the first
                   {transport, addr, stats}, where stats holds the Hub's
                   final settings and counters under the keys of a STATS
                   answer (send_queue, slow_consumer, conns, ...,
-                  queue_drops, closed_clean, closed_error, closed_slow)
+                  queue_drops, closed_clean, closed_error, closed_slow,
+                  handshake_timeouts, read_timeouts, idle_closes,
+                  write_timeouts, unvalidated_drops, limit_refusals)
+
+Every limit on what one peer can make the server hold or do has a default
+that a server open to other hosts can keep (the flags below say whose
+defaults they follow): the time to its HELLO, a half-sent frame, silence,
+a blocked write, the bytes queued for it, its rooms, namespaces and
+payloads. A peer past one is closed or refused, and counted by reason.
+udp peers must echo a cookie before anything is routed to them, so that
+the server never sends an unproven address more than 3 times what it
+received from it (RFC 9000 section 8.1).
 
 Exit status: 0 stopped by SIGINT or SIGTERM (listeners and connections
 closed), 1 a transport could not listen (such as a port in use; those
@@ -79,9 +90,23 @@ type serveOptions struct {
 	listen       string
 	sendQueue    int
 	slowConsumer string
+	limits       serveLimits
 	cert, key    string
 	certOut      string
 	statsOut     string
+}
+
+// serveLimits are the flags that bound what one peer can make the server
+// hold or do (transports.HubConfig and transports.Config.ReadTimeout).
+type serveLimits struct {
+	sendQueueBytes   int64
+	handshakeTimeout time.Duration
+	readTimeout      time.Duration
+	idleTimeout      time.Duration
+	writeTimeout     time.Duration
+	maxRooms         int
+	maxNamespaces    int
+	maxPayload       int
 }
 
 // serveFlags binds the flags of serve to o, with the defaults of run's
@@ -97,6 +122,23 @@ func serveFlags(o *serveOptions) *pflag.FlagSet {
 		fmt.Sprintf("server send queue per connection, in frames, 1 to %d", bench.MaxSendQueue))
 	fs.StringVar(&o.slowConsumer, "slow-consumer", sc.SlowConsumer.String(),
 		"what the server does when a send queue is full: drop-oldest or disconnect (drops are counted)")
+	l := &o.limits
+	fs.Int64Var(&l.sendQueueBytes, "send-queue-bytes", transports.DefaultSendQueueBytes,
+		"server send queue per connection, in bytes, beside --send-queue's frames; past either the slow-consumer policy applies (nats-server's max_pending: 64 MiB)")
+	fs.DurationVar(&l.handshakeTimeout, "handshake-timeout", transports.DefaultHandshakeTimeout,
+		"close a connection whose HELLO has not arrived within this time (quic-go's handshake idle timeout: 5s; 0: never)")
+	fs.DurationVar(&l.readTimeout, "read-timeout", transports.DefaultReadTimeout,
+		"close a connection whose frame, once started, is not complete within this time (a half-sent frame; 0: never)")
+	fs.DurationVar(&l.idleTimeout, "idle-timeout", transports.DefaultIdleTimeout,
+		"close a connection that has sent nothing for this time; evbench's clients send a keepalive every 10s (quic-go's max idle timeout: 30s; 0: never)")
+	fs.DurationVar(&l.writeTimeout, "write-timeout", transports.DefaultWriteTimeout,
+		"close, as a slow consumer, a connection to which one write has blocked for this time (nats-server's write_deadline: 10s; 0: never)")
+	fs.IntVar(&l.maxRooms, "max-rooms", transports.DefaultMaxRooms,
+		"rooms one connection may be in at once, besides its own-id rooms; a JOIN past it is refused and counted")
+	fs.IntVar(&l.maxNamespaces, "max-namespaces", transports.DefaultMaxNamespaces,
+		"namespaces one connection may use, / included; a JOIN into one more is refused and counted")
+	fs.IntVar(&l.maxPayload, "max-payload", transports.DefaultMaxPayloadBytes,
+		fmt.Sprintf("largest event payload accepted, in bytes, 1 to %d; a larger EMIT is not delivered and is counted (nats-server's max_payload: 1 MiB)", transports.MaxPayloadBytes))
 	fs.StringVar(&o.cert, "cert", "",
 		"PEM certificate (chain) file for the encrypted transports; needs --key (default: the in-memory self-signed one)")
 	fs.StringVar(&o.key, "key", "", "PEM private key file of --cert")
@@ -136,6 +178,9 @@ func (o *serveOptions) validate() (*servePlan, error) {
 	}
 
 	var cfg transports.Config
+	if err := o.limits.apply(&plan.hub, &cfg); err != nil {
+		return nil, err
+	}
 	switch {
 	case o.cert != "" && o.key == "":
 		return nil, errors.New("--cert needs --key, the file of its private key")
@@ -186,6 +231,52 @@ func (o *serveOptions) validate() (*servePlan, error) {
 		return nil, fmt.Errorf("--cert-out and --stats-out name the same file %s", o.certOut)
 	}
 	return plan, nil
+}
+
+// apply checks the limits and sets them in hub and cfg. A timeout of 0
+// means never, which HubConfig and Config spell as negative.
+func (l serveLimits) apply(hub *transports.HubConfig, cfg *transports.Config) error {
+	timeouts := []struct {
+		flag string
+		v    time.Duration
+		dst  *time.Duration
+	}{
+		{"--handshake-timeout", l.handshakeTimeout, &hub.HandshakeTimeout},
+		{"--read-timeout", l.readTimeout, &cfg.ReadTimeout},
+		{"--idle-timeout", l.idleTimeout, &hub.IdleTimeout},
+		{"--write-timeout", l.writeTimeout, &hub.WriteTimeout},
+	}
+	for _, t := range timeouts {
+		switch {
+		case t.v < 0:
+			return fmt.Errorf("%s must be 0 (never) or a positive duration, got %v", t.flag, t.v)
+		case t.v == 0:
+			*t.dst = -1
+		default:
+			*t.dst = t.v
+		}
+	}
+	if l.idleTimeout > 0 && l.idleTimeout <= transports.DefaultKeepaliveInterval {
+		return fmt.Errorf("--idle-timeout %v would close evbench's clients, which send a keepalive every %v: give more than that, or 0 for never",
+			l.idleTimeout, transports.DefaultKeepaliveInterval)
+	}
+	ints := []struct {
+		flag     string
+		v, limit int64
+		unit     string
+	}{
+		{"--send-queue-bytes", l.sendQueueBytes, 1 << 40, "bytes"},
+		{"--max-rooms", int64(l.maxRooms), 1 << 20, "rooms"},
+		{"--max-namespaces", int64(l.maxNamespaces), 1 << 16, "namespaces"},
+		{"--max-payload", int64(l.maxPayload), transports.MaxPayloadBytes, "bytes"},
+	}
+	for _, n := range ints {
+		if n.v < 1 || n.v > n.limit {
+			return fmt.Errorf("%s must be between 1 and %d %s, got %d", n.flag, n.limit, n.unit, n.v)
+		}
+	}
+	hub.SendQueueBytes, hub.MaxRooms, hub.MaxNamespaces, hub.MaxPayloadBytes = l.sendQueueBytes, l.maxRooms, l.maxNamespaces, l.maxPayload
+	return nil
 }
 
 // listenAddrs returns the n addresses that --listen hostPort stands for:
@@ -372,9 +463,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		s.Close()
 		st := s.Stats()
 		report.Transports[i] = servedStats{Transport: plan.trs[i].Name(), Addr: s.Addr().String(), Stats: st}
-		fmt.Fprintf(stderr, "evbench serve: %s %s: closed_clean=%d closed_error=%d closed_slow=%d queue_drops=%d reply_drops=%d oversize_drops=%d protocol_errors=%d accept_errors=%d\n",
+		fmt.Fprintf(stderr, "evbench serve: %s %s: closed_clean=%d closed_error=%d closed_slow=%d queue_drops=%d reply_drops=%d oversize_drops=%d protocol_errors=%d accept_errors=%d"+
+			" handshake_timeouts=%d read_timeouts=%d idle_closes=%d write_timeouts=%d unvalidated_drops=%d limit_refusals=%d\n",
 			plan.trs[i].Name(), s.Addr(), st.ClosedClean, st.ClosedError, st.ClosedSlow,
-			st.QueueDrops, st.ReplyDrops, st.OversizeDrops, st.ProtocolErrors, st.AcceptErrors)
+			st.QueueDrops, st.ReplyDrops, st.OversizeDrops, st.ProtocolErrors, st.AcceptErrors,
+			st.HandshakeTimeouts, st.ReadTimeouts, st.IdleCloses, st.WriteTimeouts, st.UnvalidatedDrops, st.LimitRefusals)
 	}
 	env := bench.HostEnvironment()
 	report.Environment = serveEnvironment{

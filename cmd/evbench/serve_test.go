@@ -391,6 +391,11 @@ func TestServeUsageErrors(t *testing.T) {
 		{"zero send queue", []string{"--send-queue", "0"}, "--send-queue must be between 1 and 1048576 frames, got 0"},
 		{"huge send queue", []string{"--send-queue", strconv.Itoa(bench.MaxSendQueue + 1)}, "--send-queue must be between 1 and"},
 		{"bad slow consumer", []string{"--slow-consumer", "ignore"}, "--slow-consumer must be drop-oldest or disconnect"},
+		{"zero send queue bytes", []string{"--send-queue-bytes", "0"}, "--send-queue-bytes must be between 1 and 1099511627776 bytes, got 0"},
+		{"negative handshake timeout", []string{"--handshake-timeout", "-1s"}, "--handshake-timeout must be 0 (never) or a positive duration, got -1s"},
+		{"idle timeout under the keepalive", []string{"--idle-timeout", "5s"}, "--idle-timeout 5s would close evbench's clients, which send a keepalive every 10s"},
+		{"zero max rooms", []string{"--max-rooms", "0"}, "--max-rooms must be between 1 and 1048576 rooms, got 0"},
+		{"huge max payload", []string{"--max-payload", "16777217"}, "--max-payload must be between 1 and 16777216 bytes, got 16777217"},
 		{"cert without key", []string{"--cert", certFile}, "--cert needs --key"},
 		{"key without cert", []string{"--key", keyFile}, "--key needs --cert"},
 		{"missing cert file", []string{"--cert", filepath.Join(dir, "none.pem"), "--key", keyFile}, "none.pem"},
@@ -547,14 +552,22 @@ func TestServeCertKey(t *testing.T) {
 // top-level usage lists serve.
 func TestServeHelp(t *testing.T) {
 	want := map[string][]string{
-		"transports":    {"comma-separated", "(default [tcp,tcp+tls,udp,ws,wss,quic,quic-dgram])"},
-		"listen":        {"HOST:PORT", "port 0", "P+1", `(default "127.0.0.1:0")`},
-		"send-queue":    {"frames", "1 to 1048576", "(default 4096)"},
-		"slow-consumer": {"drop-oldest or disconnect", `(default "drop-oldest")`},
-		"cert":          {"PEM", "needs --key", "self-signed"},
-		"key":           {"PEM", "--cert"},
-		"cert-out":      {"self-signed", "atomically", "default: no file"},
-		"stats-out":     {"JSON", "at exit", "atomically", "default: no file"},
+		"transports":        {"comma-separated", "(default [tcp,tcp+tls,udp,ws,wss,quic,quic-dgram])"},
+		"listen":            {"HOST:PORT", "port 0", "P+1", `(default "127.0.0.1:0")`},
+		"send-queue":        {"frames", "1 to 1048576", "(default 4096)"},
+		"slow-consumer":     {"drop-oldest or disconnect", `(default "drop-oldest")`},
+		"send-queue-bytes":  {"bytes", "max_pending", "(default 67108864)"},
+		"handshake-timeout": {"HELLO", "quic-go", "0: never", "(default 5s)"},
+		"read-timeout":      {"half-sent", "0: never", "(default 10s)"},
+		"idle-timeout":      {"keepalive every 10s", "30s", "0: never", "(default 30s)"},
+		"write-timeout":     {"slow consumer", "write_deadline", "0: never", "(default 10s)"},
+		"max-rooms":         {"own-id", "refused and counted", "(default 1024)"},
+		"max-namespaces":    {"included", "refused and counted", "(default 16)"},
+		"max-payload":       {"bytes", "1 to 16777216", "max_payload", "(default 1048576)"},
+		"cert":              {"PEM", "needs --key", "self-signed"},
+		"key":               {"PEM", "--cert"},
+		"cert-out":          {"self-signed", "atomically", "default: no file"},
+		"stats-out":         {"JSON", "at exit", "atomically", "default: no file"},
 	}
 	var o serveOptions
 	serveFlags(&o).VisitAll(func(f *pflag.Flag) {
@@ -701,5 +714,34 @@ func TestServeSignalProcess(t *testing.T) {
 				t.Errorf("stats of %d transports, want 2", len(doc.Transports))
 			}
 		})
+	}
+}
+
+// TestServeLimits: the limit flags reach the Hub's and the transports'
+// configuration, 0 turning a timeout off.
+func TestServeLimits(t *testing.T) {
+	var o serveOptions
+	fs := serveFlags(&o)
+	if err := fs.Parse([]string{"--transports", "tcp", "--send-queue-bytes", "1048576", "--handshake-timeout", "0",
+		"--idle-timeout", "45s", "--write-timeout", "2s", "--max-rooms", "8", "--max-namespaces", "2", "--max-payload", "4096"}); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := o.validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := transports.HubConfig{
+		SendQueue: 4096, SendQueueBytes: 1 << 20, HandshakeTimeout: -1, IdleTimeout: 45 * time.Second,
+		WriteTimeout: 2 * time.Second, MaxRooms: 8, MaxNamespaces: 2, MaxPayloadBytes: 4096,
+	}
+	if got := plan.hub; got.SendQueue != want.SendQueue || got.SendQueueBytes != want.SendQueueBytes ||
+		got.HandshakeTimeout != want.HandshakeTimeout || got.IdleTimeout != want.IdleTimeout ||
+		got.WriteTimeout != want.WriteTimeout || got.MaxRooms != want.MaxRooms ||
+		got.MaxNamespaces != want.MaxNamespaces || got.MaxPayloadBytes != want.MaxPayloadBytes {
+		t.Errorf("HubConfig = %+v, want %+v", got, want)
+	}
+	var cfg transports.Config
+	if err := o.limits.apply(&transports.HubConfig{}, &cfg); err != nil || cfg.FrameReadTimeout() != 10*time.Second {
+		t.Errorf("read timeout %v (%v), want the default 10s", cfg.FrameReadTimeout(), err)
 	}
 }

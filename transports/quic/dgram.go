@@ -3,6 +3,8 @@ package quic
 import (
 	"bufio"
 	"errors"
+	"io"
+	"time"
 
 	quicgo "github.com/quic-go/quic-go"
 
@@ -40,7 +42,10 @@ type dgramConn struct {
 
 var _ transports.DatagramConn = (*dgramConn)(nil)
 
-func newDgramConn(b *base) *dgramConn {
+// newDgramConn reads stream frames from src (b's stream, or a test's
+// wrapper of it), each of which must arrive whole within readTimeout once
+// started, and datagrams from b's connection.
+func newDgramConn(b *base, src io.Reader, readTimeout time.Duration) *dgramConn {
 	c := &dgramConn{
 		base:      b,
 		in:        make(chan inbound, inboundFrames),
@@ -52,15 +57,16 @@ func newDgramConn(b *base) *dgramConn {
 	// other.
 	c.free <- make([]byte, 0, DatagramMaxFrameBytes)
 	c.free <- make([]byte, 0, DatagramMaxFrameBytes)
-	go c.readStream()
+	go c.readStream(src, readTimeout)
 	go c.receiveDatagrams()
 	return c
 }
 
 // readStream feeds the frames from the stream to in until the stream
 // fails or the Conn is closed.
-func (c *dgramConn) readStream() {
-	fr := lenprefix.NewReader(bufio.NewReaderSize(c.st, DatagramMaxFrameBytes+lenprefix.PrefixBytes), DatagramMaxFrameBytes)
+func (c *dgramConn) readStream(src io.Reader, readTimeout time.Duration) {
+	fr := lenprefix.NewReader(bufio.NewReaderSize(src, DatagramMaxFrameBytes+lenprefix.PrefixBytes), DatagramMaxFrameBytes)
+	fr.SetReadTimeout(c.st, readTimeout)
 	defer close(c.readDone)
 	for {
 		var buf []byte

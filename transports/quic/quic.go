@@ -53,11 +53,26 @@
 // A QUIC stream becomes visible to the peer only once data is sent on it, so
 // Dial writes a 1-byte preamble on the stream it opens: 'S' for "quic" and
 // 'D' for "quic-dgram". The server's Accept consumes it, so frames start
-// right after it; a connection whose preamble is missing (within
-// SetupTimeout) or names the other transport is closed with application
-// error code 1 and never returned by Accept. Each incoming connection is set
-// up in a goroutine of its own, so one slow client does not hold up Accept
+// right after it; a connection whose stream or preamble is missing within
+// SetupTimeout (HandshakeIdleTimeout, 5 s, after the handshake) or whose
+// preamble names the other transport is closed with application error
+// code 1 and never returned by Accept. Each incoming connection is set up
+// in a goroutine of its own, so one slow client does not hold up Accept
 // for the others.
+//
+// # Hostile peers
+//
+// A frame on the stream whose first byte has arrived must arrive whole
+// within Config.ReadTimeout (default transports.DefaultReadTimeout, 10 s),
+// enforced with the stream's read deadline, set only while a frame waits
+// for more of its bytes; ReadFrame then fails with an error wrapping
+// transports.ErrReadTimeout and the connection is closed with application
+// error code 2. The wait for a frame to start is not bounded here. A
+// length prefix allocates nothing by itself: a large frame's buffer grows
+// as its bytes arrive (package lenprefix). quic-dgram's stream carries
+// frames of at most DatagramMaxFrameBytes, read within its fixed buffer,
+// and its datagrams are at most what one packet holds, allocated by
+// quic-go as they arrive.
 //
 // # quic-go configuration
 //
@@ -149,8 +164,15 @@ const (
 	// that it has read everything (see Conn.Close).
 	LingerTimeout = 500 * time.Millisecond
 	// SetupTimeout bounds how long the server waits, after the handshake,
-	// for a client's stream and preamble before it gives up on it.
-	SetupTimeout = 10 * time.Second
+	// for a client's stream and its preamble before it closes the
+	// connection (application error code 1): HandshakeIdleTimeout, the
+	// longest silence quic-go allows a handshake, since opening the stream
+	// is the last step of setting a connection up. Without it a peer that
+	// completes the handshake and says nothing more would be kept: quic-go
+	// answers the server's keep-alive PINGs by itself, so MaxIdleTimeout
+	// never fires. Each connection waits in a goroutine of its own, so
+	// one that waits holds up no other's Accept.
+	SetupTimeout = HandshakeIdleTimeout
 )
 
 // Preamble bytes written by Dial as the first byte of the stream.
@@ -252,6 +274,12 @@ func Config(datagrams bool) *quicgo.Config {
 type transport struct {
 	dgram bool
 	cfg   transports.Config
+
+	// Test hooks, zero in the transports this package returns:
+	// setupTimeout replaces SetupTimeout when positive, and wrapStream,
+	// when set, wraps what a Conn reads its stream through.
+	setupTimeout time.Duration
+	wrapStream   func(io.Reader) io.Reader
 }
 
 var _ transports.Transport = (*transport)(nil)
@@ -293,10 +321,14 @@ type conn interface {
 // once, after the connection is closed.
 func (t *transport) newConn(qc *quicgo.Conn, st *quicgo.Stream, release func()) conn {
 	b := newBase(qc, st, release)
-	if t.dgram {
-		return newDgramConn(b)
+	var src io.Reader = st
+	if t.wrapStream != nil {
+		src = t.wrapStream(st)
 	}
-	return newStreamConn(b)
+	if t.dgram {
+		return newDgramConn(b, src, t.cfg.FrameReadTimeout())
+	}
+	return newStreamConn(b, src, t.cfg.FrameReadTimeout())
 }
 
 // Dial connects to a "quic" or "quic-dgram" Listener at addr. The local UDP
@@ -451,7 +483,11 @@ func (l *listener) acceptLoop() {
 // setUp accepts qc's stream and preamble and hands the Conn to Accept.
 func (l *listener) setUp(qc *quicgo.Conn) {
 	defer l.wg.Done()
-	ctx, cancel := context.WithTimeout(l.ctx, SetupTimeout)
+	timeout := SetupTimeout
+	if l.t.setupTimeout > 0 {
+		timeout = l.t.setupTimeout
+	}
+	ctx, cancel := context.WithTimeout(l.ctx, timeout)
 	defer cancel()
 	aborted := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
@@ -460,10 +496,7 @@ func (l *listener) setUp(qc *quicgo.Conn) {
 	})
 	st, err := qc.AcceptStream(ctx)
 	if err == nil {
-		var pre [1]byte
-		if _, err = io.ReadFull(st, pre[:]); err == nil && pre[0] != l.t.preamble() {
-			err = fmt.Errorf("preamble %q is not %q", pre[0], l.t.preamble())
-		}
+		err = readPreamble(st, l.t.preamble())
 	}
 	if !stop() {
 		<-aborted
@@ -481,6 +514,21 @@ func (l *listener) setUp(qc *quicgo.Conn) {
 	case <-l.ctx.Done():
 		c.abort()
 	}
+}
+
+// readPreamble reads the 1-byte preamble a client sends first on its
+// stream and checks that it is want: 'S' for "quic", 'D' for "quic-dgram".
+// It reads exactly one byte, so frames start right after it; a stream that
+// ends first is io.ErrUnexpectedEOF (io.EOF for an empty stream).
+func readPreamble(r io.Reader, want byte) error {
+	var pre [1]byte
+	if _, err := io.ReadFull(r, pre[:]); err != nil {
+		return fmt.Errorf("preamble: %w", err)
+	}
+	if pre[0] != want {
+		return fmt.Errorf("preamble %q is not %q", pre[0], want)
+	}
+	return nil
 }
 
 // release drops one reference; the last one closes the socket.
@@ -614,6 +662,10 @@ func (b *base) streamEnded(err error) {
 	}
 	if errors.Is(err, io.EOF) {
 		b.qc.CloseWithError(codeBye, "bye")
+		return
+	}
+	if errors.Is(err, transports.ErrReadTimeout) {
+		b.qc.CloseWithError(codeFraming, "frame not completed within the read timeout")
 		return
 	}
 	b.qc.CloseWithError(codeFraming, "stream ended inside a frame or held a frame over the limit")

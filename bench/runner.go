@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -110,7 +109,7 @@ func RunWith(ctx context.Context, tr transports.Transport, sc Scenario, opts Opt
 	if err != nil {
 		return done(err)
 	}
-	res.SendQueue, res.SlowConsumer = base.SendQueue, base.SlowConsumer
+	res.SendQueue, res.SlowConsumer, res.SendQueueBytes = base.SendQueue, base.SlowConsumer, base.SendQueueBytes
 	if err := r.connect(ctx, srv.addr); err != nil {
 		return done(err)
 	}
@@ -131,7 +130,7 @@ func RunWith(ctx context.Context, tr transports.Transport, sc Scenario, opts Opt
 		res.Duration = time.Duration(min(end, windowEnd) - windowStart)
 	}
 	for _, fc := range r.clients {
-		r.ackTimeouts += int64(fc.c.PendingAcks())
+		r.ackTimeouts += int64(fc.pendingAcks())
 	}
 	// An interrupted run still asks, briefly: the counters explain its row.
 	statsCtx := context.WithoutCancel(ctx)
@@ -166,7 +165,7 @@ func RunWith(ctx context.Context, tr transports.Transport, sc Scenario, opts Opt
 func newRun(sc Scenario, tr transports.Transport) *run {
 	r := &run{
 		sc: sc, tr: tr, clk: newRealClock(time.Now()), rec: NewRecorder(0, 0, 0, 0),
-		members: make([]atomic.Int64, sc.Rooms), roomIndex: make(map[string]uint32, sc.Rooms),
+		members: make([]roomState, sc.Rooms), roomIndex: make(map[string]uint32, sc.Rooms),
 		cut: make(chan struct{}), sending: make([]atomic.Int64, sc.PublisherCount()),
 	}
 	for i := range sc.Rooms {
@@ -193,6 +192,11 @@ func (t *target) stats(ctx context.Context) (transports.ServerStats, error) {
 	defer cancel()
 	st, err := t.control.ServerStats(ctx)
 	if err != nil {
+		select {
+		case <-t.control.Done():
+			return st, fmt.Errorf("the server at %s went away during the run: its control connection ended (%w)", t.addr, t.control.Err())
+		default:
+		}
 		return st, fmt.Errorf("reading the counters of the server at %s: %w", t.addr, err)
 	}
 	return st, nil
@@ -252,6 +256,7 @@ func (r *run) publishAll(ctx context.Context) (windowStart, windowEnd int64) {
 	windowStart = startNs + int64(max(sc.Warmup, 0))
 	windowEnd = windowStart + int64(sc.Duration)
 	r.rec.SetWindow(windowStart, windowEnd)
+	r.reconnectUntil.Store(windowEnd + int64(max(sc.Drain, 0)))
 
 	rng := rand.New(rand.NewPCG(uint64(sc.Seed), 0x65766265))
 	for p := range sc.PublisherCount() {
@@ -326,8 +331,12 @@ func (r *run) verdict(res *results.Result, sn Snapshot, st transports.HubStats, 
 	case interrupted:
 		return "interrupted"
 	case r.lost.n > 0:
-		return fmt.Sprintf("%d of %d clients disconnected during the run, so the fan-out measured is not the one asked for (first: %v)",
-			r.lost.n, r.sc.Clients, r.lost.first)
+		times := ""
+		if r.lost.n > int64(len(r.lost.clients)) {
+			times = fmt.Sprintf(" (%d times in all)", r.lost.n)
+		}
+		return fmt.Sprintf("%d of %d clients disconnected during the run%s, so the fan-out measured is not the one asked for (first: %v); %d reconnected (%d reconnect attempts)",
+			len(r.lost.clients), r.sc.Clients, times, r.lost.first, res.Reconnects, res.ReconnectAttempts)
 	case res.Expected == 0 && res.NotSent > 0:
 		return fmt.Sprintf("no delivery was expected in the measurement window: the publishers fell behind and sent none of its slots (%d not sent; lower --rate)", res.NotSent)
 	case res.Expected == 0:
@@ -349,7 +358,7 @@ type run struct {
 	clk       *realClock
 	rec       *Recorder
 	roomIndex map[string]uint32
-	members   []atomic.Int64 // per room: clients whose join is acknowledged and who have not left
+	members   []roomState // per room: clients whose join is acknowledged and who have not left, and the rejoins so far
 
 	publishers sync.WaitGroup
 	lastLag    atomic.Int64   // scheduling lag of the latest send of any publisher, ns
@@ -360,27 +369,40 @@ type run struct {
 	cutNs    atomic.Int64  // when ctx was cancelled, on the run clock
 	graceEnd time.Time     // read after cut is closed
 
-	clients     []*fleetClient
+	clients     []*fleetClient  // by index; each set before its first join, never changed after connect
 	failures    ConnectFailures // clients that failed to connect, and the server's failed Accepts
 	ackTimeouts int64
 	closing     atomic.Bool // the harness is closing the clients
-	lost        struct {    // clients whose connection ended before closing
+	lost        struct {    // connections that ended before closing
 		sync.Mutex
-		n     int64
-		first error
+		n       int64        // connections
+		clients map[int]bool // the clients they belonged to
+		first   error
 	}
-}
 
-// fleetClient is one simulated client and the rooms it joins.
-type fleetClient struct {
-	c     *transports.Client
-	rooms []int // room indexes
+	life              context.Context // cancelled when the harness closes the fleet: reconnecting stops
+	stopLife          context.CancelFunc
+	watchers          sync.WaitGroup // one watch per connected client
+	reconnectUntil    atomic.Int64   // end of the window and drain on the run clock; 0 until the window is set
+	reconnectAttempts atomic.Int64
+	reconnects        atomic.Int64
 }
 
 // connect dials every client, at most 32 at a time, and joins its rooms.
 func (r *run) connect(ctx context.Context, addr string) error {
 	sc := r.sc
 	r.clients = make([]*fleetClient, sc.Clients)
+	for i := range sc.Clients {
+		fc := &fleetClient{i: i, rooms: sc.rooms(i)}
+		fc.from = make([]atomic.Uint64, len(fc.rooms))
+		if i < sc.PublisherCount() {
+			fc.logs = make([]epochLog, len(fc.rooms))
+		}
+		r.clients[i] = fc
+	}
+	// An interrupt stops reconnecting too. connect's own ctx, bounded by
+	// ConnectTimeout, is not the parent: it ends when connect returns.
+	r.life, r.stopLife = context.WithCancel(ctx)
 	ctx, cancel := context.WithTimeout(ctx, sc.ConnectTimeout)
 	defer cancel()
 	// At most 32 at a time: quic-go refuses handshakes beyond its accept
@@ -403,56 +425,15 @@ func (r *run) connect(ctx context.Context, addr string) error {
 	return nil
 }
 
+// connectOne makes client i's first connection and joins, then watches
+// it: see reconnect.go for what happens when a connection ends.
 func (r *run) connectOne(ctx context.Context, addr string, i int) error {
-	fc := &fleetClient{rooms: r.sc.rooms(i)}
-	ns := []byte(Namespace)
-	t0 := time.Now()
-	c, err := transports.Dial(ctx, r.tr, addr, transports.ClientConfig{
-		ID:    uint64(i) + 1,
-		Clock: r.clk.Now,
-		OnEvent: func(f *transports.Frame, recvNs int64) {
-			room, ok := r.roomIndex[string(f.Room)]
-			if !ok || !bytes.Equal(f.Namespace, ns) {
-				return
-			}
-			r.rec.RecordDelivery(&Delivery{
-				Receiver: uint32(i), Room: room, Sender: f.Sender, Seq: f.Seq,
-				IntendedNs: f.IntendedNs, SentNs: f.SentNs, RecvNs: recvNs, PayloadBytes: len(f.Payload),
-			})
-		},
-		OnAck: func(rtt time.Duration) { r.rec.RecordAck(i, rtt) },
-	})
+	fc := r.clients[i]
+	c, err := r.dial(ctx, addr, fc, false)
 	if err != nil {
-		return fmt.Errorf("client %d: %w", i, err)
+		return err
 	}
-	r.rec.RecordConnect(time.Since(t0))
-	fc.c = c
-	r.clients[i] = fc
-	var joined []int
-	for _, room := range fc.rooms {
-		if err := c.Join(ctx, Namespace, roomName(room)); err != nil {
-			return fmt.Errorf("client %d: join %s: %w", i, roomName(room), err)
-		}
-		r.members[room].Add(1)
-		joined = append(joined, room)
-	}
-	// A client whose connection ends leaves all its rooms (the Hub does the
-	// same); later events no longer count it as expected. An end the harness
-	// did not cause is counted and reported.
-	go func() {
-		<-c.Done()
-		for _, room := range joined {
-			r.members[room].Add(-1)
-		}
-		if !r.closing.Load() {
-			r.lost.Lock()
-			r.lost.n++
-			if r.lost.first == nil {
-				r.lost.first = fmt.Errorf("client %d: %w", i, c.Err())
-			}
-			r.lost.Unlock()
-		}
-	}()
+	r.watchers.Go(func() { r.watch(addr, fc, c) })
 	return nil
 }
 
@@ -477,14 +458,26 @@ func (r *run) publish(ctx context.Context, p int, sched Schedule, payloadSeed ui
 	defer clk.close()
 	st := sched.Pace(ctx, clk, func(k, due int64, lag time.Duration) error {
 		j := int(k % int64(len(fc.rooms)))
-		ev.Room, ev.Seq, ev.IntendedNs = names[j], seqs[j], due
-		seqs[j]++
 		measured := r.rec.Measured(due)
-		// Expected deliveries: the room's acknowledged members now, minus
-		// the sender (docs/design.md).
-		expected := r.members[fc.rooms[j]].Load() - 1
-		wantAck := r.sc.AckEvery > 0 && k%int64(r.sc.AckEvery) == 0
 		r.lastLag.Store(int64(lag))
+		c := fc.live.Load()
+		if c == nil {
+			// Away (reconnecting): nothing is written, and a measured
+			// slot is a send error that owes no delivery (reconnect.go).
+			if measured {
+				r.rec.RecordSend(p, lag, 0, errAway)
+			}
+			return errAway
+		}
+		ev.Room, ev.Seq, ev.IntendedNs = names[j], seqs[j], due
+		// Expected deliveries: the room's acknowledged members now, minus
+		// the sender (docs/design.md); the epoch they were read under is
+		// noted before the write, for the members who rejoined.
+		members, epoch := r.members[fc.rooms[j]].read()
+		fc.logs[j].note(epoch, seqs[j])
+		seqs[j]++
+		expected := max(members-1, 0)
+		wantAck := r.sc.AckEvery > 0 && k%int64(r.sc.AckEvery) == 0
 		if measured {
 			// Counted before the write, so that no delivery is ever recorded
 			// ahead of its send; a failed write takes it back.
@@ -492,7 +485,7 @@ func (r *run) publish(ctx context.Context, p int, sched Schedule, payloadSeed ui
 			storeMax(&r.lastDue, due)
 		}
 		r.sending[p].Store(max(r.clk.Now(), 1))
-		err := fc.c.Emit(&ev, wantAck)
+		err := c.Emit(&ev, wantAck)
 		r.sending[p].Store(0)
 		if measured && err != nil {
 			r.rec.RecordSendFailed(p, expected)
@@ -550,15 +543,21 @@ func (r *run) drain(ctx context.Context) (cut bool) {
 // closeClients closes every client that connected, concurrently: a
 // transport's Close may wait for its peer (a WebSocket close handshake, a
 // QUIC linger), and those waits should overlap, not add up.
+//
+// It first stops reconnecting; a dial still under way is cancelled, and a
+// connection made after the client was closed is closed by its dialler. It
+// returns once every watch has ended.
 func (r *run) closeClients() {
 	r.closing.Store(true)
+	if r.stopLife != nil {
+		r.stopLife()
+	}
 	var wg sync.WaitGroup
 	for _, fc := range r.clients {
-		if fc != nil {
-			wg.Go(func() { fc.c.Close() })
-		}
+		wg.Go(fc.close)
 	}
 	wg.Wait()
+	r.watchers.Wait()
 }
 
 // fill writes the measurements into res: the Recorder's snapshot sn and
@@ -597,5 +596,8 @@ func (r *run) fill(res *results.Result, sn Snapshot, st transports.HubStats) {
 	res.ReplyDrops, res.OversizeDrops = int64(st.ReplyDrops), int64(st.OversizeDrops)
 	res.ProtocolErrors, res.AcceptErrors = int64(st.ProtocolErrors), int64(st.AcceptErrors)
 	res.ServerClosedClean, res.ServerClosedError, res.ServerClosedSlow = int64(st.ClosedClean), int64(st.ClosedError), int64(st.ClosedSlow)
+	res.HandshakeTimeouts, res.ReadTimeouts, res.IdleCloses = int64(st.HandshakeTimeouts), int64(st.ReadTimeouts), int64(st.IdleCloses)
+	res.WriteTimeouts, res.UnvalidatedDrops, res.LimitRefusals = int64(st.WriteTimeouts), int64(st.UnvalidatedDrops), int64(st.LimitRefusals)
 	res.AckTimeouts = r.ackTimeouts
+	res.ReconnectAttempts, res.Reconnects = r.reconnectAttempts.Load(), r.reconnects.Load()
 }

@@ -3,8 +3,10 @@
 # _test.go file), one after another, for a bounded time in total. Usage:
 #   scripts/fuzz.sh
 # Settings, from the environment:
-#   FUZZ_BUDGET    seconds of fuzzing in total, split evenly across the
-#                  targets (default 240; builds come on top)
+#   FUZZ_BUDGET    seconds the whole script may take, builds included,
+#                  split evenly across the targets (default 240): each
+#                  target gets an even share of what is left when it starts,
+#                  so time spent building is taken from the fuzzing
 #   FUZZ_MIN       the least seconds any one target gets (default 5)
 #   FUZZ_PARALLEL  fuzzing processes per target (default 2)
 #   FUZZ_MINIMIZE  -fuzzminimizetime: how long each input that finds new
@@ -73,9 +75,14 @@ if ((n == 0)); then
 	exit 0
 fi
 
-per=$((budget / n))
-((per >= least)) || per=$least
-echo "fuzz: ${n} targets, ${per}s each (budget ${budget}s), -parallel ${parallel}, -fuzzminimizetime ${minimize}"
+# share is an even share of the budget left for the targets not yet run,
+# and at least $least seconds.
+share() {
+	local s=$(((budget - SECONDS) / $1))
+	((s >= least)) || s=$least
+	echo "$s"
+}
+echo "fuzz: ${n} targets, about $(share "$n")s each (budget ${budget}s), -parallel ${parallel}, -fuzzminimizetime ${minimize}"
 
 logdir=$(mktemp -d)
 trap 'rm -rf "$logdir"' EXIT
@@ -84,6 +91,7 @@ start=$SECONDS
 for i in "${!names[@]}"; do
 	pkg=${pkgs[$i]} name=${names[$i]} dir=${dirs[$i]}
 	log="$logdir/$i.log"
+	per=$(share $((n - i)))
 	t0=$SECONDS
 	if go test -run '^$' -fuzz "^${name}\$" -fuzztime "${per}s" \
 		-fuzzminimizetime "$minimize" -parallel "$parallel" "$pkg" >"$log" 2>&1; then
@@ -93,7 +101,7 @@ for i in "${!names[@]}"; do
 		failed=1
 	fi
 	execs=$(grep -o 'execs: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2 || true)
-	echo "fuzz: ${pkg} ${name} $((SECONDS - t0))s ${result}${execs:+ (${execs} execs)}"
+	echo "fuzz: ${pkg} ${name} $((SECONDS - t0))s (fuzzing ${per}s) ${result}${execs:+ (${execs} execs)}"
 	if [[ $result == FAIL ]]; then
 		sed 's/^/    /' "$log" | tail -n 40
 		written=$(sed -n 's/.*Failing input written to \(testdata\/fuzz\/[^ ]*\).*/\1/p' "$log" | head -n 1)

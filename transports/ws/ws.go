@@ -78,8 +78,9 @@ const CloseTimeout = time.Second
 // not an upgrade (IdleTimeout). So the time from the TCP accept to a
 // completed upgrade is bounded per request, and a peer that connects and
 // never upgrades, or trickles a body, is closed. net/http clears these
-// deadlines when the connection is hijacked for the WebSocket.
-const HandshakeTimeout = 10 * time.Second
+// deadlines when the connection is hijacked for the WebSocket. 5 s, as
+// quic-go's handshake idle timeout and the Hub's wait for a HELLO.
+const HandshakeTimeout = 5 * time.Second
 
 // RetainBytes is the largest read buffer, in bytes (1 MiB), that a Conn
 // keeps for the next message: a larger one, grown for one large message,

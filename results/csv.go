@@ -308,6 +308,16 @@ func parseDecimalDuration(s, unit string) (time.Duration, error) {
 	if digits == 0 {
 		return 0, fmt.Errorf("not a decimal number of %s", unitName(unit))
 	}
+	// Truncate the fraction to whole nanoseconds first (9 digits of
+	// seconds, 3 of microseconds): time.ParseDuration scales the fraction
+	// in floating point, which is exact only that far.
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		keep := 3
+		if unit == "s" {
+			keep = 9
+		}
+		s = s[:min(len(s), i+1+keep)]
+	}
 	d, err := time.ParseDuration(s + unit)
 	if err != nil {
 		return 0, errors.New("out of range")

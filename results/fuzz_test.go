@@ -361,18 +361,14 @@ func exactDecimalNs(s string, unit int64) (ns int64, ok bool) {
 	return n.Int64(), true
 }
 
-// longFraction is the number of fraction digits up to which
-// parseDecimalDuration is exact; see TestParseDecimalDurationLongFraction.
-const longFraction = 13
-
 // TestParseDecimalDurationLongFraction: fraction digits beyond nanosecond
 // precision are truncated, however many there are. Found by
 // FuzzParseDecimalDuration: time.ParseDuration scales a long fraction in
 // floating point, so from 14 fraction digits on the value can be 1ns off:
 // ".00100000000000" µs reads as 0 rather than 1ns, "1.9999999999999999" µs
 // as 2000ns rather than 1999ns, and a value that truncates to the largest
-// duration is rejected as out of range. Skipped until the parser is fixed; FuzzParseDecimalDuration
-// tolerates that 1ns for fractions of over longFraction digits meanwhile.
+// duration is rejected as out of range. The parser now truncates the
+// fraction to whole nanoseconds before time.ParseDuration sees it.
 func TestParseDecimalDurationLongFraction(t *testing.T) {
 	tests := []struct {
 		s, unit string
@@ -394,7 +390,7 @@ func TestParseDecimalDurationLongFraction(t *testing.T) {
 		}
 	}
 	if len(failed) > 0 {
-		t.Skipf("known bug, not yet fixed in csv.go:\n%s", strings.Join(failed, "\n"))
+		t.Error(strings.Join(failed, "\n"))
 	}
 }
 
@@ -436,15 +432,6 @@ func FuzzParseDecimalDuration(f *testing.F) {
 				t.Fatalf("parseDecimalDuration(%q, %q) = %d, want an out of range error", s, unit, int64(d))
 			}
 			return
-		}
-		_, frac, _ := strings.Cut(s, ".")
-		if len(frac) > longFraction {
-			// Known: such a value may come out 1ns further from zero, or
-			// out of range at the limit (TestParseDecimalDurationLongFraction).
-			if err == nil && (int64(d) == want || int64(d) == want+1 || int64(d) == want-1) ||
-				err != nil && (want >= math.MaxInt64-1 || want <= math.MinInt64+1) {
-				return
-			}
 		}
 		if err != nil || int64(d) != want {
 			t.Fatalf("parseDecimalDuration(%q, %q) = %d, %v; want %d", s, unit, int64(d), err, want)

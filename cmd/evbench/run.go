@@ -436,6 +436,19 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, exitEa
 		fmt.Fprintf(stderr, "evbench run: %v\nRun 'evbench run --help' for usage.\n", err)
 		return exitUsage
 	}
+	if o.out != "" && o.out != stdoutPath {
+		// A run killed while writing this file (SIGKILL, a crash) left its
+		// temporary file beside it; a live writer's is kept
+		// (results.RemoveStaleTemps). A failure only costs disk space.
+		removed, err := results.RemoveStaleTemps(o.out)
+		if err != nil {
+			fmt.Fprintf(stderr, "evbench: -o %s: %v\n", o.out, err)
+		}
+		if len(removed) > 0 && !o.quiet {
+			fmt.Fprintf(stderr, "evbench: removed %s left beside %s by a run that was killed while writing it\n",
+				plural(len(removed), "temporary file"), o.out)
+		}
+	}
 	table := stdout
 	if o.out == stdoutPath {
 		table = stderr // stdout carries the CSV

@@ -2,6 +2,7 @@ package quic
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"time"
@@ -25,19 +26,12 @@ type inbound struct {
 }
 
 // dgramConn is a "quic-dgram" Conn. WriteFrame's frames travel on the
-// stream, WriteDatagram's as DATAGRAM frames; one goroutine reads the stream
-// and one receives datagrams, both feeding in.
+// stream, WriteDatagram's as DATAGRAM frames; its dgramReader merges what
+// arrives on both for ReadFrame.
 type dgramConn struct {
 	*base
-	in        chan inbound
-	free      chan []byte   // the stream reader's two buffers, when not in use
-	readDone  chan struct{} // closed when the stream reader stops; readErr is then set
-	readErr   error
-	dgramDone chan struct{} // closed when the datagram receiver stops
-
-	held    []byte // stream buffer last returned by ReadFrame
-	holding bool   // held is to be handed back to free
-	wbuf    []byte // length + frame for the stream, reused
+	r    *dgramReader
+	wbuf []byte // length + frame for the stream, reused
 }
 
 var _ transports.DatagramConn = (*dgramConn)(nil)
@@ -46,68 +40,147 @@ var _ transports.DatagramConn = (*dgramConn)(nil)
 // wrapper of it), each of which must arrive whole within readTimeout once
 // started, and datagrams from b's connection.
 func newDgramConn(b *base, src io.Reader, readTimeout time.Duration) *dgramConn {
-	c := &dgramConn{
-		base:      b,
+	return &dgramConn{
+		base: b,
+		r:    newDgramReader(b.ctx, src, b.st, readTimeout, b.qc.ReceiveDatagram, b.streamEnded),
+	}
+}
+
+// dgramReader is the receiving side of a "quic-dgram" Conn, written
+// against plain functions and byte streams rather than quic-go's types, so
+// that it can be driven without a QUIC connection (see FuzzDgramReader):
+// one goroutine parses length-prefixed frames of at most
+// DatagramMaxFrameBytes from the stream, one receives datagrams, and next
+// returns their frames in the order they reach it. A received datagram is
+// a frame as it is, whatever its length (quic-go has already bounded it by
+// what one packet holds).
+type dgramReader struct {
+	ctx       context.Context // ends both goroutines when done (the Conn's Close)
+	in        chan inbound
+	free      chan []byte   // the stream reader's two buffers, when not in use
+	readDone  chan struct{} // closed when the stream reader stops; readErr is then set
+	readErr   error
+	dgramDone chan struct{} // closed when the datagram receiver stops
+
+	held    []byte // stream buffer last returned by next
+	holding bool   // held is to be handed back to free
+}
+
+// newDgramReader starts reading frames from src, each of which must arrive
+// whole within readTimeout once started (enforced through dl, which may be
+// nil for none), and datagrams from receive, until ctx is done. When src
+// fails for a reason other than ctx, streamEnded is called with the error;
+// it is expected to make receive fail too (by closing the connection), so
+// that next reports the stream's error once both have stopped.
+func newDgramReader(ctx context.Context, src io.Reader, dl lenprefix.Deadliner, readTimeout time.Duration,
+	receive func(context.Context) ([]byte, error), streamEnded func(error)) *dgramReader {
+	r := &dgramReader{
+		ctx:       ctx,
 		in:        make(chan inbound, inboundFrames),
 		free:      make(chan []byte, 2),
 		readDone:  make(chan struct{}),
 		dgramDone: make(chan struct{}),
 	}
-	// Two buffers: the reader fills one while ReadFrame's caller holds the
+	// Two buffers: the reader fills one while next's caller holds the
 	// other.
-	c.free <- make([]byte, 0, DatagramMaxFrameBytes)
-	c.free <- make([]byte, 0, DatagramMaxFrameBytes)
-	go c.readStream(src, readTimeout)
-	go c.receiveDatagrams()
-	return c
+	r.free <- make([]byte, 0, DatagramMaxFrameBytes)
+	r.free <- make([]byte, 0, DatagramMaxFrameBytes)
+	go r.readStream(src, dl, readTimeout, streamEnded)
+	go r.receiveDatagrams(receive)
+	return r
 }
 
 // readStream feeds the frames from the stream to in until the stream
-// fails or the Conn is closed.
-func (c *dgramConn) readStream(src io.Reader, readTimeout time.Duration) {
+// fails or ctx is done.
+func (r *dgramReader) readStream(src io.Reader, dl lenprefix.Deadliner, readTimeout time.Duration, streamEnded func(error)) {
 	fr := lenprefix.NewReader(bufio.NewReaderSize(src, DatagramMaxFrameBytes+lenprefix.PrefixBytes), DatagramMaxFrameBytes)
-	fr.SetReadTimeout(c.st, readTimeout)
-	defer close(c.readDone)
+	fr.SetReadTimeout(dl, readTimeout)
+	defer close(r.readDone)
 	for {
 		var buf []byte
 		select {
-		case buf = <-c.free:
-		case <-c.ctx.Done():
-			c.readErr = c.ctx.Err()
+		case buf = <-r.free:
+		case <-r.ctx.Done():
+			r.readErr = r.ctx.Err()
 			return
 		}
 		p, err := fr.Next()
 		if err != nil {
-			c.readErr = err
-			c.streamEnded(err)
+			r.readErr = err
+			streamEnded(err)
 			return
 		}
-		// p is valid only until the next Next, which runs while
-		// ReadFrame's caller still holds this frame: hand on a copy.
+		// p is valid only until the next Next, which runs while next's
+		// caller still holds this frame: hand on a copy.
 		select {
-		case c.in <- inbound{p: append(buf[:0], p...), stream: true}:
-		case <-c.ctx.Done():
-			c.readErr = c.ctx.Err()
+		case r.in <- inbound{p: append(buf[:0], p...), stream: true}:
+		case <-r.ctx.Done():
+			r.readErr = r.ctx.Err()
 			return
 		}
 	}
 }
 
-// receiveDatagrams feeds received datagrams to in until the connection is
-// closed. quic-go allocates each datagram; it is handed on without a copy.
-func (c *dgramConn) receiveDatagrams() {
-	defer close(c.dgramDone)
+// receiveDatagrams feeds received datagrams to in until receive fails
+// (the connection is closed) or ctx is done. quic-go allocates each
+// datagram; it is handed on without a copy.
+func (r *dgramReader) receiveDatagrams(receive func(context.Context) ([]byte, error)) {
+	defer close(r.dgramDone)
 	for {
-		p, err := c.qc.ReceiveDatagram(c.ctx)
+		p, err := receive(r.ctx)
 		if err != nil {
 			return // the stream reader reports why
 		}
 		select {
-		case c.in <- inbound{p: p}:
-		case <-c.ctx.Done():
+		case r.in <- inbound{p: p}:
+		case <-r.ctx.Done():
 			return
 		}
 	}
+}
+
+// next returns the next frame from either the stream or a datagram; the
+// slice is valid until the next call. Its error is ctx's once ctx is
+// done, and otherwise, once the stream has failed and the datagram
+// receiver has stopped with nothing left to hand on, the stream's error;
+// every later call fails too.
+func (r *dgramReader) next() ([]byte, error) {
+	if r.holding {
+		r.free <- r.held // never blocks: there are two buffers
+		r.held, r.holding = nil, false
+	}
+	select {
+	case m := <-r.in:
+		return r.take(m), nil
+	case <-r.ctx.Done():
+		return nil, r.ctx.Err()
+	case <-r.readDone:
+		// The stream reader closed the connection (or it was closed), so
+		// the datagram receiver ends too, once it has handed on what
+		// quic-go still held.
+		for {
+			select {
+			case m := <-r.in:
+				return r.take(m), nil
+			case <-r.ctx.Done():
+				return nil, r.ctx.Err()
+			case <-r.dgramDone:
+				select {
+				case m := <-r.in:
+					return r.take(m), nil
+				default:
+				}
+				return nil, r.readErr
+			}
+		}
+	}
+}
+
+func (r *dgramReader) take(m inbound) []byte {
+	if m.stream {
+		r.held, r.holding = m.p[:0], true
+	}
+	return m.p
 }
 
 // WriteFrame sends p on the stream, length-prefixed: reliably and in order
@@ -160,40 +233,10 @@ func (c *dgramConn) WriteDatagram(p []byte) error {
 // call. After the peer's Close the error wraps io.EOF, after Close
 // net.ErrClosed.
 func (c *dgramConn) ReadFrame() ([]byte, error) {
-	if c.holding {
-		c.free <- c.held // never blocks: there are two buffers
-		c.held, c.holding = nil, false
+	p, err := c.r.next()
+	if err != nil {
+		// After Close, wrap ignores err (ctx's) and reports net.ErrClosed.
+		return nil, c.wrap("read", err)
 	}
-	select {
-	case m := <-c.in:
-		return c.take(m), nil
-	case <-c.ctx.Done():
-		return nil, c.wrap("read", nil)
-	case <-c.readDone:
-		// The stream reader closed the connection (or it was closed), so
-		// the datagram receiver ends too, once it has handed on what
-		// quic-go still held.
-		for {
-			select {
-			case m := <-c.in:
-				return c.take(m), nil
-			case <-c.ctx.Done():
-				return nil, c.wrap("read", nil)
-			case <-c.dgramDone:
-				select {
-				case m := <-c.in:
-					return c.take(m), nil
-				default:
-				}
-				return nil, c.wrap("read", c.readErr)
-			}
-		}
-	}
-}
-
-func (c *dgramConn) take(m inbound) []byte {
-	if m.stream {
-		c.held, c.holding = m.p[:0], true
-	}
-	return m.p
+	return p, nil
 }

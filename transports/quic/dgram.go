@@ -143,11 +143,18 @@ func (r *dgramReader) receiveDatagrams(receive func(context.Context) ([]byte, er
 // slice is valid until the next call. Its error is ctx's once ctx is
 // done, and otherwise, once the stream has failed and the datagram
 // receiver has stopped with nothing left to hand on, the stream's error;
-// every later call fails too.
+// every later call fails too. A call that starts after ctx is done fails
+// at once, even with frames still on their way: without that check its
+// select chose at random between them and ctx, so that ReadFrame after
+// Close could return a frame, even after it had returned net.ErrClosed
+// (found by FuzzDgramReader).
 func (r *dgramReader) next() ([]byte, error) {
 	if r.holding {
 		r.free <- r.held // never blocks: there are two buffers
 		r.held, r.holding = nil, false
+	}
+	if err := r.ctx.Err(); err != nil {
+		return nil, err
 	}
 	select {
 	case m := <-r.in:

@@ -1,9 +1,12 @@
 package ws
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"sync/atomic"
 	"time"
@@ -32,8 +35,13 @@ import (
 // and the wait is the wait for a frame to start, which the Hub bounds
 // with its idle timeout.
 //
+// Once active, frameConn also reports the end of the TCP stream as
+// io.ErrUnexpectedEOF rather than io.EOF, as noEOFConn does and for the
+// same reason (on the client side, where nothing above it does; under wss
+// a TLS close_notify still reaches coder/websocket there as io.EOF).
+//
 // Before activate (while the HTTP upgrade runs) frameConn does nothing:
-// net/http sets its own deadlines then.
+// net/http sets its own deadlines then and needs io.EOF.
 type frameConn struct {
 	net.Conn
 	timeout time.Duration
@@ -70,6 +78,9 @@ func (f *frameConn) Read(p []byte) (int, error) {
 		f.armed.Store(false)
 	}
 	n, err := f.Conn.Read(p)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF // see noEOFConn
+	}
 	if n > 0 && !f.pending.Load() && !f.inMessage.Load() {
 		f.startNs.Store(time.Now().UnixNano())
 		f.pending.Store(true)
@@ -129,3 +140,42 @@ func (l *frameListener) Accept() (net.Conn, error) {
 	}
 	return newFrameConn(nc, l.timeout), nil
 }
+
+// noEOFConn is the connection a server Conn's coder/websocket reads: the
+// hijacked TCP connection, or the TLS connection over it for wss. It
+// reports the end of the stream as io.ErrUnexpectedEOF instead of io.EOF.
+//
+// A WebSocket connection has no clean end of stream: it ends with a close
+// frame, and a stream that ends without one ends inside a message or
+// between frames (status 1006), which ReadFrame reports as
+// ErrAbnormalClosure either way. coder/websocket's message reader,
+// however, takes any error wrapping io.EOF for the end of the message: a
+// stream ending right where a frame's payload or the next fragment's
+// header was due made it return the bytes received so far, and ReadFrame
+// then returned a truncated frame as if it were whole (found by
+// FuzzReadFrame; see TestTruncatedMessage). io.ErrUnexpectedEOF is an
+// error to it, as it is to ReadFrame's classify.
+type noEOFConn struct{ net.Conn }
+
+func (c noEOFConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// noEOFHijacker is the http.ResponseWriter handed to websocket.Accept: its
+// Hijack wraps the connection in a noEOFConn.
+type noEOFHijacker struct{ http.ResponseWriter }
+
+func (w noEOFHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	return noEOFConn{nc}, brw, nil
+}
+
+// Unwrap returns the ResponseWriter under w (http.ResponseController).
+func (w noEOFHijacker) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -266,7 +266,7 @@ func (l *listener) upgrade(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "socket buffers: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	ws, err := websocket.Accept(noEOFHijacker{w}, r, &websocket.AcceptOptions{
 		CompressionMode: websocket.CompressionDisabled,
 		OnPingReceived:  fc.onPing,
 		OnPongReceived:  fc.onPong,

@@ -24,7 +24,10 @@ import (
 // window and the drain have ended (their bound, not an early end of the
 // drain) or the harness closes the fleet, whichever is first. Every dial
 // counts in Result.ReconnectAttempts, every dial that connected and had all
-// of the client's joins acknowledged in Result.Reconnects. A reconnection's
+// of the client's joins acknowledged in Result.Reconnects. Disconnects
+// counts the connections that ended after they were in all of their rooms:
+// an attempt whose connection fails before its joins are done is a failed
+// attempt, not one more disconnect. A reconnection's
 // set-up time is not in the connect percentiles, which describe the
 // fleet's first connections.
 //

@@ -190,7 +190,7 @@ func TestRunInterrupted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("in %v: duration %v sent %d not sent %d expected %d delivered %d", time.Since(start), res.Duration, res.Sent, res.NotSent, res.Expected, res.Delivered)
+			t.Logf("in %v: duration %v sent %d not sent %d expected %d delivered %d send errors %d disconnects %d reconnects %d/%d", time.Since(start), res.Duration, res.Sent, res.NotSent, res.Expected, res.Delivered, res.SendErrors, res.Disconnects, res.Reconnects, res.ReconnectAttempts)
 			if time.Since(start) > 3*time.Second {
 				t.Errorf("Run took %v after an interruption", time.Since(start))
 			}

@@ -359,3 +359,43 @@ func TestRemoteServerGoesAway(t *testing.T) {
 		t.Errorf("row error %q, disconnects %d; want all %d clients reported disconnected", res.Error, res.Disconnects, sc.Clients)
 	}
 }
+
+// TestRunRefusesWhatTheServerWouldRefuse: against a server whose limits the
+// scenario crosses (its payload, its rooms per client), the run fails before
+// any client connects, naming the limit and the flag that raises it; the
+// server in this process grows its limits to the scenario's instead.
+func TestRunRefusesWhatTheServerWouldRefuse(t *testing.T) {
+	srv, err := bench.StartServer(context.Background(), tcp.Plain(), bench.ListenAddr,
+		transports.HubConfig{MaxPayloadBytes: 100, MaxRooms: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	base := bench.Scenario{Clients: 4, Rooms: 3, RoomsPerClient: 2, RateEPS: 10, PayloadBytes: 64, Warmup: bench.NoWarmup, Duration: 200 * time.Millisecond}
+	for _, tt := range []struct {
+		name string
+		edit func(*bench.Scenario)
+		want string
+	}{
+		{"payload", func(sc *bench.Scenario) { sc.PayloadBytes = 101 }, "accepts payloads of at most 100 bytes, and --payload is 101"},
+		{"rooms", func(sc *bench.Scenario) { sc.RoomsPerClient = 3 }, "at most 2 rooms, and --rooms-per-client is 3"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sc := base
+			tt.edit(&sc)
+			before := srv.Stats()
+			_, err := bench.RunWith(context.Background(), tcp.Plain(), sc, bench.Options{Server: srv.Addr().String()})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("RunWith: %v, want an error saying %q", err, tt.want)
+			}
+			if st := srv.Stats(); st.ClosedClean-before.ClosedClean > 1 || st.LimitRefusals != 0 {
+				t.Errorf("the fleet connected before refusing: %+v", st)
+			}
+			// In this process the server takes the scenario as it is.
+			res, err := bench.Run(context.Background(), tcp.Plain(), sc)
+			if err != nil || res.Missed != 0 {
+				t.Errorf("in-process run: %v, missed %d", err, res.Missed)
+			}
+		})
+	}
+}

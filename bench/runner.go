@@ -110,6 +110,9 @@ func RunWith(ctx context.Context, tr transports.Transport, sc Scenario, opts Opt
 		return done(err)
 	}
 	res.SendQueue, res.SlowConsumer, res.SendQueueBytes = base.SendQueue, base.SlowConsumer, base.SendQueueBytes
+	if err := sc.fitsServer(base, srv.addr); err != nil {
+		return done(err)
+	}
 	if err := r.connect(ctx, srv.addr); err != nil {
 		return done(err)
 	}
@@ -157,6 +160,24 @@ func RunWith(ctx context.Context, tr transports.Transport, sc Scenario, opts Opt
 		return done(fmt.Errorf("%w: %s", ErrMeasurement, res.Error))
 	}
 	return done(nil)
+}
+
+// fitsServer reports a scenario that the server's per-connection limits,
+// as its STATS answer states them, would refuse, before any client
+// connects. A limit of 0 is a server that does not state it.
+func (sc Scenario) fitsServer(st transports.ServerStats, addr string) error {
+	switch {
+	case st.MaxPayloadBytes > 0 && sc.PayloadBytes > st.MaxPayloadBytes:
+		return fmt.Errorf("the server at %s accepts payloads of at most %d bytes, and --payload is %d: lower --payload, or raise the server's limit (evbench serve --max-payload)",
+			addr, st.MaxPayloadBytes, sc.PayloadBytes)
+	case st.MaxRooms > 0 && sc.RoomsPerClient > st.MaxRooms:
+		return fmt.Errorf("the server at %s lets a connection join at most %d rooms, and --rooms-per-client is %d: lower it, or raise the server's limit (evbench serve --max-rooms)",
+			addr, st.MaxRooms, sc.RoomsPerClient)
+	case st.MaxNamespaces == 1:
+		return fmt.Errorf("the server at %s lets a connection use only the namespace /, and the fleet's rooms are in %s: raise the server's limit (evbench serve --max-namespaces)",
+			addr, Namespace)
+	}
+	return nil
 }
 
 // newRun prepares the state of one Run. The Recorder exists before any
@@ -218,8 +239,12 @@ func (r *run) startServer(ctx context.Context, remote string) (*target, error) {
 		}
 		return &target{addr: remote, control: c}, nil
 	}
+	// The server in this process takes whatever the scenario asks of it:
+	// its per-connection limits grow to the scenario's payload and rooms.
 	srv, err := StartServer(ctx, r.tr, ListenAddr, transports.HubConfig{
 		SendQueue: r.sc.SendQueue, SlowConsumer: r.sc.SlowConsumer, OnAcceptError: r.failures.AcceptError,
+		MaxPayloadBytes: max(r.sc.PayloadBytes, transports.DefaultMaxPayloadBytes),
+		MaxRooms:        max(r.sc.RoomsPerClient, transports.DefaultMaxRooms),
 	})
 	if err != nil {
 		return nil, err

@@ -152,7 +152,7 @@ func TestRunHelp(t *testing.T) {
 		"insecure":         {"--server", "do not verify"},
 		"count":            {"interleaved", "repeat", "(default 1)"},
 		"format":           {"csv", "json", "gobench", "benchstat", `(default "csv")`},
-		"out":              {"--format", "schema v2", "- for stdout", "default: no file"},
+		"out":              {"--format", "schema v3", "- for stdout", "default: no file"},
 		"quiet":            {"no table", "stderr", "needs -o"},
 	}
 	var o runOptions
